@@ -1,0 +1,33 @@
+# Two entry points, each doing its own set-up from a fresh clone:
+#   make train   create .venv, install mnist-jax, train configs/default.toml
+#   make test    create .venv, install mnist-jax[dev], run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: train test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+train: $(VENV)/.installed
+	$(BIN)/mnist-jax train --config configs/default.toml
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check mnist_jax tests scripts
+	$(BIN)/ruff format --check mnist_jax tests scripts
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -1,0 +1,124 @@
+"""Atomic, pickle-free checkpoints: parameters, optimiser state and the resolved config.
+
+A checkpoint is one `.npz` file. Its arrays are named `params/<layer>/<w|b>` and
+`opt/<leaf index>`; one more array, `meta`, holds UTF-8 JSON: the format version, the
+config, the number of epochs done and the dataset's name. It is loaded with
+`allow_pickle=False`, so a crafted file cannot run code, and written through a temporary
+file, fsync and rename, so a crash never leaves a half-written checkpoint in its place.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from mnist_jax.config import Config, config_from_json
+from mnist_jax.data import atomic_write_bytes
+from mnist_jax.errors import CheckpointError, ConfigError
+
+FORMAT_VERSION = 1
+FILE_NAME = "checkpoint.npz"
+
+
+class Checkpoint(NamedTuple):
+    """What a checkpoint holds, as NumPy arrays and plain values."""
+
+    params: list[dict[str, np.ndarray]]  # one {"w": (in, out), "b": (out,)} per layer
+    opt_leaves: list[np.ndarray]  # the optimiser state's leaves, in tree order
+    config: Config
+    epoch: int  # epochs completed
+    meta: dict[str, Any]  # everything else recorded (dataset, format version, ...)
+
+
+def save(
+    path: Path,
+    params: list[dict[str, Any]],
+    opt_leaves: list[Any],
+    config: Config,
+    epoch: int,
+    **meta: Any,
+) -> None:
+    """Write a checkpoint to `path` atomically (a folder gets `checkpoint.npz` inside)."""
+    arrays = {}
+    for i, layer in enumerate(params):
+        arrays[f"params/{i}/w"] = np.asarray(layer["w"])
+        arrays[f"params/{i}/b"] = np.asarray(layer["b"])
+    for i, leaf in enumerate(opt_leaves):
+        arrays[f"opt/{i}"] = np.asarray(leaf)
+    info = {"format_version": FORMAT_VERSION, "config": config.to_dict(), "epoch": epoch, **meta}
+    arrays["meta"] = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(resolve(path), buffer.getvalue())
+
+
+def resolve(path: str | Path) -> Path:
+    """Accept a checkpoint file or a run folder holding one."""
+    path = Path(path)
+    return path / FILE_NAME if path.is_dir() or path.suffix != ".npz" else path
+
+
+def load(path: str | Path) -> Checkpoint:
+    """Read a checkpoint without executing anything from it.
+
+    Raises:
+        CheckpointError: missing, truncated, not a checkpoint, or from a newer format.
+    """
+    path = resolve(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
+    try:
+        info = json.loads(arrays.pop("meta").tobytes().decode())
+        version = int(info["format_version"])
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError, AttributeError):
+        raise CheckpointError(f"{path}: checkpoint has no valid metadata") from None
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: written by a newer mnist-jax (format {version}, this reads up to "
+            f"{FORMAT_VERSION}); upgrade mnist-jax"
+        )
+    try:
+        config = config_from_json(json.dumps(info["config"]))
+    except (KeyError, ConfigError) as e:
+        raise CheckpointError(f"{path}: the saved config is invalid ({e})") from None
+    num_layers = len(config.hidden) + 1
+    try:
+        params = [
+            {"w": arrays[f"params/{i}/w"], "b": arrays[f"params/{i}/b"]} for i in range(num_layers)
+        ]
+    except KeyError as e:
+        raise CheckpointError(f"{path}: missing parameter array {e}") from None
+    opt_leaves = [arrays[f"opt/{i}"] for i in range(sum(k.startswith("opt/") for k in arrays))]
+    check_shapes(params, config, str(path))
+    return Checkpoint(params, opt_leaves, config, int(info.get("epoch", 0)), info)
+
+
+def layer_sizes(config: Config) -> tuple[int, ...]:
+    """Return (784, *hidden, 10): the widths of every layer of the config's MLP."""
+    return (784, *config.hidden, 10)
+
+
+def check_shapes(params: list[dict[str, np.ndarray]], config: Config, where: str) -> None:
+    """Check that `params` has exactly the shapes the config's architecture asks for."""
+    sizes = layer_sizes(config)
+    if len(params) != len(sizes) - 1:
+        raise CheckpointError(
+            f"{where}: has {len(params)} layers, the config asks for {len(sizes) - 1}"
+        )
+    for i, (layer, fan_in, fan_out) in enumerate(zip(params, sizes[:-1], sizes[1:])):
+        for key, shape in (("w", (fan_in, fan_out)), ("b", (fan_out,))):
+            if layer[key].shape != shape:
+                raise CheckpointError(
+                    f"{where}: layer {i} {key} has shape {layer[key].shape}, "
+                    f"the config asks for {shape}"
+                )

@@ -1,0 +1,286 @@
+"""The one typed configuration object: defaults < TOML file < command-line flags.
+
+A `Config` is frozen and validated when it is built, so every later stage can trust it. TOML
+files in `configs/` hold only what differs from the defaults below; the CLI's flags win over
+the file. The resolved config is saved with every checkpoint and summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import tomllib
+
+from mnist_jax.errors import ConfigError
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+OUTPUTS = ("softmax", "sigmoid")
+INITS = ("he", "glorot", "uniform", "normal")
+BIAS_INITS = ("zeros", "drawn")
+OPTIMIZERS = ("sgd", "lbfgs")
+SCHEDULES = ("constant", "cosine")
+DTYPES = ("float32", "float64")
+DATASETS = ("mnist", "sample", "kaggle-csv", "onehot-csv", "mat")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything that defines a training run. The defaults are the strong default recipe.
+
+    Data:
+        dataset: "mnist" (full set: found, cached or downloaded; the bundled sample offline),
+            "sample" (the bundled 10,000/2,000 subset), or a file format read from `data_path`.
+        data_dir: folder holding the four MNIST IDX files; overrides the search path.
+        data_path: file or folder for the CSV and .mat formats.
+        validation_size: images held out of the training set for validation; None means one
+            twelfth of them (5,000 of MNIST's 60,000), 0 means no validation set.
+        train_size, test_size: keep a seed-chosen subset of this many images (None: all).
+        input_scale: pixels (0..255) are multiplied by this inside the jitted code.
+    Model:
+        hidden: widths of the hidden layers, input to output.
+        activation: hidden activation, one of relu, sigmoid, tanh.
+        output: "softmax" (cross-entropy over classes) or "sigmoid" (per-class binary
+            cross-entropy summed over the 10 classes).
+        init: weight initialiser: he, glorot, uniform (init_low, init_high), normal (init_std).
+        bias_init: "zeros", or "drawn" from the same distribution as the weights.
+        l2: L2 penalty l2 / (2 m) * sum of squared weights (biases excluded), m = the number
+            of training images, as in the textbook regularised cost.
+    Optimisation:
+        optimizer: "sgd" (mini-batch, or full-batch when batch_size = "full") or "lbfgs".
+        lr, momentum, nesterov: SGD's step size and momentum; schedule: "constant" or
+            "cosine" decay to zero over all steps, after `warmup_epochs` of linear warm-up.
+        epochs: passes over the training set (iterations when full-batch).
+        batch_size: examples per step, or "full".
+        eval_every: evaluate on the validation set every this many epochs (and at the end).
+        dtype: "float32", or "float64" (enables JAX's x64 mode for the run).
+    """
+
+    name: str = "default"
+    seed: int = 0
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    data_path: str | None = None
+    validation_size: int | None = None
+    train_size: int | None = None
+    test_size: int | None = None
+    input_scale: float = 1.0 / 255.0
+    hidden: tuple[int, ...] = (512,)
+    activation: str = "relu"
+    output: str = "softmax"
+    init: str = "he"
+    init_low: float = -0.5
+    init_high: float = 0.5
+    init_std: float = 1.0
+    bias_init: str = "zeros"
+    l2: float = 0.0
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    epochs: int = 10
+    batch_size: int | Literal["full"] = 128
+    eval_every: int = 1
+    eval_batch_size: int = 1000
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def full_batch(self) -> bool:
+        """True when every step sees the whole training set."""
+        return self.batch_size == "full"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as plain JSON-ready values."""
+        out = dataclasses.asdict(self)
+        out["hidden"] = list(self.hidden)
+        return out
+
+    def replace(self, **changes: Any) -> Config:
+        """Return a validated copy with `changes` applied (values are coerced like TOML's)."""
+        return from_dict({**self.to_dict(), **changes})
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Resolve a config: defaults, then the TOML file at `path`, then `overrides` (flags).
+
+    Args:
+        path: a TOML file holding only what differs from the defaults, or None.
+        overrides: values from the command line; keys whose value is None are ignored.
+
+    Returns:
+        The validated, frozen `Config`.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, or a key or value is invalid.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(read_toml(Path(path)))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return from_dict(values)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a config file into a dict; the file's problems become one ConfigError line."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config path is a directory, not a TOML file: {path}") from None
+    except PermissionError:
+        raise ConfigError(f"config file is not readable (permission denied): {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+
+
+def from_dict(values: dict[str, Any]) -> Config:
+    """Build a Config from plain values (TOML, JSON or flags), checking names and types."""
+    kwargs = {}
+    for key, value in values.items():
+        if key not in FIELDS:
+            close = difflib.get_close_matches(key, FIELDS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown config key '{key}'{hint}")
+        kwargs[key] = _coerce(key, value)
+    return Config(**kwargs)
+
+
+def config_from_json(text: str) -> Config:
+    """Rebuild a Config saved by `Config.to_dict` as JSON."""
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"saved config is not valid JSON: {e}") from None
+    if not isinstance(values, dict):
+        raise ConfigError("saved config is not a JSON object")
+    return from_dict(values)
+
+
+_HINTS = typing.get_type_hints(Config)
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check `value` against the field's annotation, converting lists and ints where exact."""
+    hint = _HINTS[key]
+    allowed = typing.get_args(hint) if _is_union(hint) else (hint,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise ConfigError(f"config key '{key}' must not be empty")
+    for kind in allowed:
+        if kind is type(None):
+            continue
+        if typing.get_origin(kind) is Literal:
+            if value in typing.get_args(kind):
+                return value
+            continue
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            continue
+        if kind is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            continue
+        if kind is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+            continue
+        if kind is str:
+            if isinstance(value, str):
+                return value
+            continue
+        if typing.get_origin(kind) is tuple:
+            if isinstance(value, (list, tuple)) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            ):
+                return tuple(value)
+            continue
+    raise ConfigError(f"config key '{key}' must be {_describe(allowed)}, got {value!r}")
+
+
+def _is_union(hint: Any) -> bool:
+    return typing.get_origin(hint) in (Union, types.UnionType)
+
+
+def _describe(allowed: tuple[Any, ...]) -> str:
+    names = []
+    for kind in allowed:
+        if kind is type(None):
+            continue
+        if typing.get_origin(kind) is Literal:
+            names.extend(repr(v) for v in typing.get_args(kind))
+        elif typing.get_origin(kind) is tuple:
+            names.append("a list of integers")
+        else:
+            names.append(
+                {int: "an integer", float: "a number", str: "a string"}.get(kind, "a boolean")
+            )
+    return " or ".join(names)
+
+
+def _choice(cfg: Config, key: str, options: tuple[str, ...]) -> None:
+    value = getattr(cfg, key)
+    if value not in options:
+        close = difflib.get_close_matches(value, options, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown {key} '{value}': choose one of {', '.join(options)}{hint}")
+
+
+def _positive(cfg: Config, key: str) -> None:
+    value = getattr(cfg, key)
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{key} must be a positive number, got {value}")
+
+
+def _validate(cfg: Config) -> None:
+    """Reject every value that cannot work, with a message naming the key."""
+    for key, options in [
+        ("activation", ACTIVATIONS),
+        ("output", OUTPUTS),
+        ("init", INITS),
+        ("bias_init", BIAS_INITS),
+        ("optimizer", OPTIMIZERS),
+        ("schedule", SCHEDULES),
+        ("dtype", DTYPES),
+        ("dataset", DATASETS),
+    ]:
+        _choice(cfg, key, options)
+    for key in ("lr", "epochs", "eval_every", "eval_batch_size", "input_scale", "init_std"):
+        _positive(cfg, key)
+    if cfg.batch_size != "full" and cfg.batch_size <= 0:
+        raise ConfigError(f'batch_size must be a positive integer or "full", got {cfg.batch_size}')
+    if any(h <= 0 for h in cfg.hidden):
+        raise ConfigError(f"hidden sizes must be positive integers, got {list(cfg.hidden)}")
+    if not 0.0 <= cfg.momentum < 1.0:
+        raise ConfigError(f"momentum must be in [0, 1), got {cfg.momentum}")
+    if cfg.l2 < 0 or not math.isfinite(cfg.l2):
+        raise ConfigError(f"l2 must be zero or positive, got {cfg.l2}")
+    if cfg.warmup_epochs < 0:
+        raise ConfigError(f"warmup_epochs must be zero or positive, got {cfg.warmup_epochs}")
+    if cfg.init_low >= cfg.init_high:
+        raise ConfigError(f"init_low ({cfg.init_low}) must be below init_high ({cfg.init_high})")
+    for key in ("validation_size", "train_size", "test_size"):
+        value = getattr(cfg, key)
+        if value is not None and value < 0:
+            raise ConfigError(f"{key} must be zero or positive, got {value}")
+    if cfg.optimizer == "lbfgs" and not cfg.full_batch:
+        raise ConfigError('optimizer "lbfgs" needs batch_size = "full"')
+    if cfg.seed < 0:
+        raise ConfigError(f"seed must be zero or positive, got {cfg.seed}")

@@ -1,0 +1,54 @@
+"""Process-wide JAX settings: which device to run on, and the persistent compilation cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+
+from mnist_jax.data import cache_dir
+from mnist_jax.errors import MnistJaxError
+
+DEVICE_CHOICES = ("auto", "cpu", "gpu")
+
+
+def select_device(name: str = "auto") -> jax.Device:
+    """Return the device to train on: "cpu", "gpu", or "auto" (JAX's default device).
+
+    Raises:
+        MnistJaxError: a GPU was asked for and JAX finds none.
+    """
+    if name not in DEVICE_CHOICES:
+        raise MnistJaxError(f"unknown device '{name}': choose one of {', '.join(DEVICE_CHOICES)}")
+    if name == "auto":
+        return jax.devices()[0]
+    try:
+        return jax.devices(name)[0]
+    except RuntimeError:
+        raise MnistJaxError(
+            f"no {name.upper()} found by JAX (it sees: {describe_devices()}); "
+            "install the GPU build with `pip install 'mnist-jax[cuda]'` or use --device cpu"
+        ) from None
+
+
+def describe_devices() -> str:
+    """Return e.g. 'cpu: TFRT_CPU_0' for the devices JAX sees."""
+    return ", ".join(f"{d.platform}: {d}" for d in jax.devices())
+
+
+def enable_compilation_cache(folder: Path | None = None) -> Path:
+    """Turn on JAX's persistent compilation cache so later runs skip compiling.
+
+    The cache lives in the user cache (`~/.cache/mnist-jax/jax`) unless
+    `MNIST_JAX_COMPILE_CACHE` or `folder` says otherwise; `MNIST_JAX_COMPILE_CACHE=off`
+    turns it off.
+    """
+    setting = os.environ.get("MNIST_JAX_COMPILE_CACHE", "")
+    if setting.lower() in ("off", "0", "false", "no"):
+        return Path()
+    folder = Path(setting) if setting else (folder or cache_dir() / "jax")
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return folder

@@ -1,0 +1,86 @@
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from mnist_jax import checkpoint
+from mnist_jax.config import Config
+from mnist_jax.errors import CheckpointError
+
+CONFIG = Config(hidden=(4,))
+
+
+def params_for(config):
+    sizes = checkpoint.layer_sizes(config)
+    rng = np.random.default_rng(0)
+    return [
+        {"w": rng.normal(size=(a, b)).astype(np.float32), "b": np.zeros(b, np.float32)}
+        for a, b in zip(sizes[:-1], sizes[1:])
+    ]
+
+
+def test_round_trip_keeps_every_array_and_the_config(tmp_path):
+    params = params_for(CONFIG)
+    opt = [np.int32(7), np.ones((3, 2), np.float32)]
+    checkpoint.save(tmp_path, params, opt, CONFIG, epoch=3, dataset="mnist")
+    loaded = checkpoint.load(tmp_path)
+    assert loaded.config == CONFIG and loaded.epoch == 3 and loaded.meta["dataset"] == "mnist"
+    for a, b in zip(params, loaded.params):
+        np.testing.assert_array_equal(a["w"], b["w"])
+    np.testing.assert_array_equal(loaded.opt_leaves[1], opt[1])
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_missing_truncated_and_foreign_files_are_checkpoint_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        checkpoint.load(tmp_path / "nothing")
+    checkpoint.save(tmp_path, params_for(CONFIG), [], CONFIG, epoch=1)
+    path = tmp_path / checkpoint.FILE_NAME
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        checkpoint.load(path)
+    path.write_text("hello")
+    with pytest.raises(CheckpointError):
+        checkpoint.load(path)
+
+
+def test_architecture_mismatch_names_the_shape(tmp_path):
+    checkpoint.save(tmp_path, params_for(CONFIG), [], CONFIG, epoch=1)
+    with pytest.raises(CheckpointError, match=r"layer 0 w has shape \(784, 4\).*\(784, 8\)"):
+        checkpoint.check_shapes(checkpoint.load(tmp_path).params, Config(hidden=(8,)), "ckpt")
+
+
+def rewrite_meta(path, **changes):
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    meta.update(changes)
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(path, **arrays)
+
+
+def test_newer_format_is_refused_with_advice(tmp_path):
+    checkpoint.save(tmp_path, params_for(CONFIG), [], CONFIG, epoch=1)
+    rewrite_meta(tmp_path / checkpoint.FILE_NAME, format_version=checkpoint.FORMAT_VERSION + 1)
+    with pytest.raises(CheckpointError, match="newer mnist-jax"):
+        checkpoint.load(tmp_path)
+
+
+def test_a_pickled_payload_is_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    checkpoint.save(tmp_path, params_for(CONFIG), [], CONFIG, epoch=1)
+    path = tmp_path / checkpoint.FILE_NAME
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil = io.BytesIO()
+    np.save(evil, np.array([Exploit()], dtype=object), allow_pickle=True)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("opt/0.npy", evil.getvalue())
+    with pytest.raises(CheckpointError):
+        checkpoint.load(path)
+    assert not marker.exists()

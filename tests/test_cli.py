@@ -1,0 +1,104 @@
+import json
+
+import jax
+import pytest
+from typer.testing import CliRunner
+
+from mnist_jax.cli import app
+from tests.conftest import SMOKE
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = runner.invoke(
+        app, ["train", "--config", str(SMOKE), "--out", str(out), "--epochs", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_train_prints_epochs_and_test_accuracy(trained):
+    out, result = trained
+    assert "epoch 1/1" in result.output
+    assert "test accuracy" in result.output
+    assert (out / "checkpoint.npz").exists() and (out / "summary.json").exists()
+
+
+def test_eval_prints_the_accuracy_training_reported(trained):
+    out, _ = trained
+    summary = json.loads((out / "summary.json").read_text())
+    result = runner.invoke(app, ["eval", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["accuracy"] == summary["test_accuracy"]
+    text = runner.invoke(app, ["eval", str(out)])
+    assert f"{summary['test_accuracy']:.2%}" in text.stdout
+
+
+def test_training_into_an_existing_run_is_refused(trained):
+    out, _ = trained
+    result = runner.invoke(app, ["train", "--config", str(SMOKE), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "--resume" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--config", str(SMOKE), "--lr", "-1"], "lr must be a positive"),
+        (["train", "--config", str(SMOKE), "--hidden", "12,x"], "--hidden must be"),
+        (["train", "--config", str(SMOKE), "--batch-size", "100000"], "larger than the"),
+        (["train", "--config", "no-such.toml"], "config file not found"),
+        (["train", "--config", str(SMOKE), "--dataset", "cifar"], "unknown dataset"),
+        (["train", "--config", str(SMOKE), "--device", "tpu"], "unknown device"),
+        (["eval", "no-such-run"], "checkpoint not found"),
+        (["eval", "no-such-run", "--split", "dev"], "unknown split"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path):
+    result = runner.invoke(
+        app, [*args, *(["--out", str(tmp_path / "o")] if args[0] == "train" else [])]
+    )
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_gpu_without_a_gpu_is_a_clear_error(tmp_path):
+    if any(d.platform == "gpu" for d in jax.devices()):
+        pytest.skip("this machine has a GPU")
+    result = runner.invoke(
+        app, ["train", "--config", str(SMOKE), "--device", "gpu", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "no GPU found" in result.output
+
+
+def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
+    result = runner.invoke(
+        app, ["train", "--config", str(SMOKE), "--dry-run", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "784-32-10" in result.output and "9,167 train" in result.output
+    assert not (tmp_path / "o" / "checkpoint.npz").exists()
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["train"], ["eval"], ["data"], ["data", "info"], ["data", "fetch"]]
+)
+def test_every_command_has_help(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+def test_data_info_reports_checksums(full_mnist):
+    result = runner.invoke(app, ["data", "info", "--data-dir", str(full_mnist), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["using"] == str(full_mnist)
+    assert all(f["sha256_ok"] for f in report["files"].values())
