@@ -71,7 +71,7 @@ class Config:
     train_size: int | None = None
     test_size: int | None = None
     input_scale: float = 1.0 / 255.0
-    hidden: tuple[int, ...] = (512,)
+    hidden: tuple[int, ...] = (800,)
     activation: str = "relu"
     output: str = "softmax"
     init: str = "he"
@@ -81,12 +81,12 @@ class Config:
     bias_init: str = "zeros"
     l2: float = 0.0
     optimizer: str = "sgd"
-    lr: float = 0.1
+    lr: float = 0.2
     momentum: float = 0.9
     nesterov: bool = True
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
-    epochs: int = 10
+    epochs: int = 20
     batch_size: int | Literal["full"] = 128
     eval_every: int = 1
     eval_batch_size: int = 1000
