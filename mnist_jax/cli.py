@@ -199,7 +199,7 @@ def data_fetch(
     typer.echo(f"MNIST is in {folder}")
 
 
-# --- visualisation: plots, prediction from image files
+# --- visualisation: plots, prediction from image files, a drawing page
 
 
 @app.command()
@@ -236,6 +236,23 @@ def predict(
         return
     for line in predicting.format_predictions(results):
         typer.echo(line)
+
+
+@app.command()
+@reports_errors
+def serve(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="A checkpoint.npz or the run folder holding it.")
+    ],
+    host: Annotated[str, typer.Option(help="Address to listen on (local only by default).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8000,
+) -> None:
+    """Serve a page where you draw a digit and watch the model's probabilities update."""
+    from mnist_jax import serve as serving
+
+    serving.serve(checkpoint, host, port, log=_note)
 
 
 def _note(line: str) -> None:
