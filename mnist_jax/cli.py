@@ -244,9 +244,9 @@ def serve(
     checkpoint: Annotated[
         Path, typer.Argument(help="A checkpoint.npz or the run folder holding it.")
     ],
-    host: Annotated[str, typer.Option(help="Address to listen on (local only by default).")] = (
-        "127.0.0.1"
-    ),
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; the default accepts local visitors only.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8000,
 ) -> None:
     """Serve a page where you draw a digit and watch the model's probabilities update."""

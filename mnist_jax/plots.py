@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,11 @@ def require_matplotlib() -> Any:
 
 
 def plot_run(
-    run_dir: str | Path, data_dir: str | None = None, log=print, *, split: str = "test"
+    run_dir: str | Path,
+    data_dir: str | None = None,
+    log: Callable[[str], None] = print,
+    *,
+    split: str = "test",
 ) -> list[Path]:
     """Write the four PNG files of `FILES` into the run folder; return their paths.
 

@@ -12,6 +12,7 @@ plain NumPy on the labels and probabilities:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,7 @@ def evaluation_report(
     path: str | Path,
     split: str = "test",
     data_dir: str | None = None,
-    log=print,
+    log: Callable[[str], None] = print,
     *,
     mistakes: int = MISTAKES,
 ) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from mnist_jax.errors import DataError, MnistJaxError
 
 MAX_BODY = 64 * 1024  # bytes; a 160x160 canvas in base64 is about 34 KiB
 MAX_SIDE = 512  # pixels per side of a posted canvas
+Log = Callable[[str], None]
 Classify = Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) uint8 -> (N, 10)
 
 
@@ -91,7 +92,7 @@ def answer(classify: Classify, body: bytes) -> dict[str, Any]:
     return {"digit": int(np.argmax(probs)), "probabilities": [float(p) for p in probs]}
 
 
-def make_handler(classify: Classify, log: Callable[[str], None]) -> type:
+def make_handler(classify: Classify, log: Log) -> type:
     """Build the request handler class around one loaded model."""
     html = page()
 
@@ -149,7 +150,7 @@ def make_handler(classify: Classify, log: Callable[[str], None]) -> type:
 
 
 def make_server(
-    classify: Classify, host: str = "127.0.0.1", port: int = 0, log=lambda _: None
+    classify: Classify, host: str = "127.0.0.1", port: int = 0, log: Log = lambda _: None
 ) -> ThreadingHTTPServer:
     """Bind a server for `classify` (port 0 picks a free one); call serve_forever to run it."""
     try:
@@ -160,7 +161,7 @@ def make_server(
     return server
 
 
-def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, log=print) -> None:
+def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, log: Log = print) -> None:
     """`mnist-jax serve`: load the checkpoint once and serve the drawing page until Ctrl-C."""
     from mnist_jax.predict import load_predictor
 
