@@ -107,6 +107,9 @@ def train(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Resolve the config and data, print the plan, stop.")
     ] = False,
+    plot: Annotated[
+        bool, typer.Option("--plot", help="Also draw the run's PNG plots (needs the plot extra).")
+    ] = False,
 ) -> None:
     """Train an MLP and report its test accuracy; writes a checkpoint, metrics and a summary."""
     from mnist_jax import run
@@ -128,6 +131,7 @@ def train(
         resume=resume,
         progress=progress and sys.stderr.isatty(),
         dry_run=dry_run,
+        plot=plot,
     )
 
 
@@ -140,13 +144,17 @@ def evaluate(
     split: Annotated[str, typer.Option(help="test, validation or train.")] = "test",
     data_dir: DataDirOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    mistakes: Annotated[
+        int, typer.Option(min=0, help="How many of the most confident mistakes to list.")
+    ] = 10,
 ) -> None:
-    """Recompute accuracy and loss of a saved checkpoint on one split."""
+    """Recompute accuracy and loss of a saved checkpoint on one split, with a confusion
+    matrix, per-class precision/recall/F1 and the most confident mistakes."""
     if split not in ("test", "validation", "train"):
         raise ConfigError(f"unknown split '{split}': choose test, validation or train")
-    from mnist_jax import train as training
+    from mnist_jax import report
 
-    result = training.evaluate_checkpoint(checkpoint, split, data_dir, log=_note)
+    result = report.evaluation_report(checkpoint, split, data_dir, log=_note, mistakes=mistakes)
     if as_json:
         echo_json(result)
     else:
@@ -154,6 +162,9 @@ def evaluate(
             f"{split} accuracy {result['accuracy']:.2%}  loss {result['loss']:.4f}  "
             f"({result['count']:,} images of {result['dataset']}, epoch {result['epoch']})"
         )
+        typer.echo("")
+        for line in report.format_report(result):
+            typer.echo(line)
 
 
 @data_app.command("info")
@@ -186,6 +197,62 @@ def data_fetch(
     folder = data_dir or data.cache_dir()
     data.fetch(folder, log=_note)
     typer.echo(f"MNIST is in {folder}")
+
+
+# --- visualisation: plots, prediction from image files, a drawing page
+
+
+@app.command()
+@reports_errors
+def plot(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (metrics.jsonl, checkpoint.npz).")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Draw a run's curves, confusion matrix, sample predictions and first-layer weights as
+    PNG files in the run folder (needs the plot extra)."""
+    from mnist_jax import plots
+
+    for path in plots.plot_run(run_dir, data_dir, log=_note):
+        typer.echo(str(path))
+
+
+@app.command()
+@reports_errors
+def predict(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="A checkpoint.npz or the run folder holding it.")
+    ],
+    files: Annotated[
+        list[Path], typer.Argument(help="PNG/JPEG (needs Pillow), PGM (P2/P5) or .npy files.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Predict the digit in each image file, normalised the way MNIST digits were made."""
+    from mnist_jax import predict as predicting
+
+    results = predicting.predict_files(checkpoint, files)
+    if as_json:
+        echo_json(results)
+        return
+    for line in predicting.format_predictions(results):
+        typer.echo(line)
+
+
+@app.command()
+@reports_errors
+def serve(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="A checkpoint.npz or the run folder holding it.")
+    ],
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; the default accepts local visitors only.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8000,
+) -> None:
+    """Serve a page where you draw a digit and watch the model's probabilities update."""
+    from mnist_jax import serve as serving
+
+    serving.serve(checkpoint, host, port, log=_note)
 
 
 def _note(line: str) -> None:

@@ -37,8 +37,13 @@ def train_command(
     resume: Path | None,
     progress: bool,
     dry_run: bool,
+    plot: bool = False,
 ) -> dict[str, Any] | None:
     """Resolve the config (or a run to resume), then train and report; see `mnist-jax train`."""
+    if plot:  # fail before training, not after, when matplotlib is missing
+        from mnist_jax import plots
+
+        plots.require_matplotlib()
     ckpt = None
     if resume is not None:
         ckpt = checkpoint.load(resume)
@@ -64,6 +69,9 @@ def train_command(
         summary = train_and_evaluate(
             config, out, device=jax_device, log=line, progress=callback, resume=ckpt
         )
+    if plot:
+        for path in plots.plot_run(out, log=log):
+            print(f"plot {path}")
     print(f"run saved in {out}  (evaluate again with: mnist-jax eval {out})")
     return summary
 

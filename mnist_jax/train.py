@@ -530,12 +530,18 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
 
 
 def evaluate_checkpoint(
-    path: str | Path, split: str = "test", data_dir: str | None = None, log: Log = print
+    path: str | Path,
+    split: str = "test",
+    data_dir: str | None = None,
+    log: Log = print,
+    *,
+    details: Callable[[Config, Any, EvalBatches], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Recompute loss and accuracy of a saved checkpoint on one split of its run's data.
 
     The split is rebuilt from the checkpoint's config and seed, so the numbers equal those
-    its training run reported.
+    its training run reported. `details(config, params, batches)`, when given, runs on the
+    same device data and its entries are added to the result (see `mnist_jax.report`).
     """
     ckpt = checkpoint.load(path)
     config = ckpt.config
@@ -551,6 +557,7 @@ def evaluate_checkpoint(
             raise MnistJaxError(f"this run has no {split} split (validation_size = 0)")
         params = jax.device_put(ckpt.params, device)
         result = metrics_of(make_evaluate(config)(params, batches))
+        extra = {} if details is None else details(config, params, batches)
     return {
         "checkpoint": str(checkpoint.resolve(path)),
         "split": split,
@@ -559,4 +566,5 @@ def evaluate_checkpoint(
         "accuracy": result["accuracy"],
         "loss": result["loss"],
         "count": int(np.asarray(batches.mask).sum()),
+        **extra,
     }

@@ -1,0 +1,118 @@
+"""Predict digits with a saved checkpoint: class probabilities for images of any source.
+
+`load_predictor` reads a checkpoint once and returns a function from MNIST-style images
+(N, 28, 28) uint8 to probabilities (N, 10); it runs one jitted call per fixed-size batch,
+so it compiles once whatever N is. `predict_files` is `mnist-jax predict`: it reads the
+files (`mnist_jax.preprocess`), normalises them the way MNIST digits were made, and ranks
+the classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mnist_jax import checkpoint, model, preprocess
+from mnist_jax.config import Config
+from mnist_jax.errors import DataError
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+TOP = 3  # probabilities printed per image
+
+
+def probabilities(logits: jax.Array, output: str) -> jax.Array:
+    """Turn logits (..., 10) into probabilities that sum to 1 over the last axis.
+
+    A softmax model gives its softmax. A sigmoid model scores each class on its own; its
+    ten sigmoids are divided by their sum so that both kinds read the same way.
+    """
+    if output == "softmax":
+        return jax.nn.softmax(logits, axis=-1)
+    scores = jax.nn.sigmoid(logits)
+    return scores / jnp.sum(scores, axis=-1, keepdims=True)
+
+
+def make_classify(config: Config) -> Callable[[Any, jax.Array], jax.Array]:
+    """Return classify(params, x uint8 (batch, 784)) -> probabilities (batch, 10); not jitted."""
+    from mnist_jax.train import scale_inputs
+
+    def classify(params: Any, x: jax.Array) -> jax.Array:
+        logits = model.forward(params, scale_inputs(x, config), config.activation)
+        return probabilities(logits, config.output)
+
+    return classify
+
+
+def load_predictor(path: str | Path, *, batch_size: int = 64) -> Predictor:
+    """Load a checkpoint once; return predict(images (N, 28, 28) uint8) -> (N, 10) float64.
+
+    Images are fed in padded batches of `batch_size`, so the jitted call sees one shape.
+    """
+    ckpt = checkpoint.load(path)
+    config = ckpt.config
+    x64 = config.dtype == "float64"
+    with jax.enable_x64(x64):
+        params = jax.device_put(ckpt.params)
+        classify = jax.jit(make_classify(config))
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        flat = np.asarray(images, np.uint8).reshape(len(images), 784)
+        pad = -len(flat) % batch_size
+        flat = np.concatenate([flat, np.zeros((pad, 784), np.uint8)])
+        with jax.enable_x64(x64):
+            parts = [
+                classify(params, flat[i : i + batch_size]) for i in range(0, len(flat), batch_size)
+            ]
+            probs = np.concatenate([np.asarray(p, np.float64) for p in jax.device_get(parts)])
+        return probs[: len(images)]
+
+    return predict
+
+
+def rank(probs: np.ndarray, top: int = TOP) -> list[dict[str, Any]]:
+    """Return the `top` most probable digits of one probability vector (10,), best first."""
+    order = np.argsort(-probs, kind="stable")[:top]
+    return [{"digit": int(d), "probability": float(probs[d])} for d in order]
+
+
+def predict_files(path: str | Path, files: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Predict the digit in each image of each file (PNG, JPEG, PGM or .npy).
+
+    Returns:
+        One record per image: {"file", "digit", "top": [{"digit", "probability"}] * 3,
+        "probabilities": (10,) list}. A .npy holding N images gives N records named
+        "file[i]".
+    """
+    if not files:
+        raise DataError("no image files given")
+    predict = load_predictor(path)
+    names, images = [], []
+    for file in files:
+        for name, image in preprocess.read_images(file):
+            names.append(name)
+            images.append(preprocess.to_mnist(image, where=name))
+    probs = predict(np.stack(images))
+    return [
+        {
+            "file": name,
+            "digit": int(np.argmax(p)),
+            "top": rank(p),
+            "probabilities": [float(v) for v in p],
+        }
+        for name, p in zip(names, probs)
+    ]
+
+
+def format_predictions(results: list[dict[str, Any]]) -> list[str]:
+    """Render one line per image: the digit, then the top probabilities."""
+    width = max(len(r["file"]) for r in results)
+    return [
+        f"{r['file']:<{width}}  {r['digit']}   "
+        + "  ".join(f"{t['digit']}: {t['probability']:6.1%}" for t in r["top"])
+        for r in results
+    ]

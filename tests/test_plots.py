@@ -1,0 +1,87 @@
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mnist_jax import plots
+from mnist_jax.cli import app
+from tests.conftest import SMOKE
+
+pytest.importorskip("matplotlib", reason="the plot extra is not installed")
+Image = pytest.importorskip("PIL.Image", reason="the plot extra is not installed")
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def plotted_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plots") / "run"
+    result = runner.invoke(
+        app, ["train", "--config", str(SMOKE), "--out", str(out), "--epochs", "2", "--plot"]
+    )
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def assert_real_picture(path, min_size=(300, 200)):
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.size[0] >= min_size[0] and image.size[1] >= min_size[1]
+        pixels = np.asarray(image.convert("RGB"))
+    assert pixels.astype(float).var() > 0
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1
+
+
+def test_train_with_plot_writes_four_pictures(plotted_run):
+    out, result = plotted_run
+    for name in plots.FILES:
+        assert f"plot {out / name}" in result.output
+        assert_real_picture(out / name)
+
+
+def test_plot_command_draws_a_run_again(plotted_run):
+    out, _ = plotted_run
+    for name in plots.FILES:
+        (out / name).unlink()
+    result = runner.invoke(app, ["plot", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [str(out / name) for name in plots.FILES]
+    for name in plots.FILES:
+        assert_real_picture(out / name)
+
+
+def test_confusion_heat_map_has_colour_where_the_counts_are():
+    plt = plots.require_matplotlib()
+    confusion = np.diag(np.arange(1, 11) * 10)
+    figure = plots.confusion_figure(plt, confusion, 1.0, "test")
+    figure.canvas.draw()
+    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3]
+    plt.close(figure)
+    blue = (pixels[..., 2].astype(int) - pixels[..., 0].astype(int)) > 100
+    assert blue.sum() > 1000  # the diagonal cells are drawn in the colour map's dark blues
+
+
+def test_samples_include_mistakes_first_examples_otherwise():
+    labels = np.array([0, 1, 2, 3, 4, 5, 6, 7])
+    probs = np.eye(10)[[0, 1, 9, 3, 4, 9, 6, 7]]  # examples 2 and 5 are wrong
+    chosen = plots.pick_samples(labels, probs, 8)
+    assert chosen.tolist() == [0, 1, 2, 3, 4, 5, 6, 7]
+    chosen = plots.pick_samples(labels, probs, 4)  # room for one mistake
+    assert chosen.tolist() == [0, 1, 2, 3]
+
+
+def test_without_matplotlib_the_message_says_how_to_install(plotted_run, monkeypatch):
+    out, _ = plotted_run
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    result = runner.invoke(app, ["plot", str(out)])
+    assert result.exit_code == 2
+    assert (
+        result.stderr.strip() == "error: plotting needs matplotlib: pip install 'mnist-jax[plot]'"
+    )
+
+
+def test_plot_of_a_folder_without_a_run_is_exit_2(tmp_path):
+    result = runner.invoke(app, ["plot", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "metrics.jsonl not found" in result.stderr

@@ -1,0 +1,90 @@
+import importlib.util
+import json
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mnist_jax import predict
+from mnist_jax.cli import app
+from tests.test_preprocess import on_paper, pgm_p5
+from tests.trained_model import confident_digit, trained_smoke_model  # noqa: F401 (fixture)
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("output", ["softmax", "sigmoid"])
+def test_probabilities_sum_to_one_and_keep_the_order(output):
+    logits = jnp.array([[2.0, -1.0, 0.5], [-3.0, 4.0, 0.0]])
+    probs = np.asarray(predict.probabilities(logits, output))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(probs.argsort(axis=1), np.asarray(logits).argsort(axis=1))
+
+
+def test_predictor_gives_the_same_answer_whatever_the_batch(smoke_model):
+    images = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    alone = predict.load_predictor(smoke_model, batch_size=1)(images)
+    together = predict.load_predictor(smoke_model, batch_size=4)(images)
+    assert alone.shape == (5, 10)
+    np.testing.assert_allclose(alone, together, rtol=1e-5, atol=1e-7)
+
+
+def test_a_digit_on_paper_is_read_right_from_pgm_png_and_npy(smoke_model, tmp_path):
+    digit, label = confident_digit(smoke_model)
+    paper = on_paper(digit)
+    (tmp_path / "digit.pgm").write_bytes(pgm_p5(paper))
+    np.save(tmp_path / "digits.npy", np.stack([digit, 255 - digit]))
+    files = [tmp_path / "digit.pgm", tmp_path / "digits.npy"]
+    if importlib.util.find_spec("PIL") is not None:
+        from PIL import Image
+
+        Image.fromarray(paper).save(tmp_path / "digit.png")
+        files.append(tmp_path / "digit.png")
+    results = predict.predict_files(smoke_model, files)
+    assert len(results) == len(files) + 1  # the .npy holds two images
+    for r in results:
+        assert r["digit"] == label, r["file"]
+        assert r["top"][0]["digit"] == label
+        assert sum(r["probabilities"]) == pytest.approx(1.0, rel=1e-5)
+        assert [t["probability"] for t in r["top"]] == sorted(
+            (t["probability"] for t in r["top"]), reverse=True
+        )
+
+
+def test_predict_cli_text_and_json(smoke_model, tmp_path):
+    digit, label = confident_digit(smoke_model)
+    path = tmp_path / "digit.pgm"
+    path.write_bytes(pgm_p5(on_paper(digit)))
+    text = runner.invoke(app, ["predict", str(smoke_model), str(path)])
+    assert text.exit_code == 0, text.output
+    assert text.stdout.split()[:2] == [str(path), str(label)]
+    assert text.stdout.count("%") == 3  # the top three probabilities
+    result = runner.invoke(app, ["predict", str(smoke_model), str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    [record] = json.loads(result.stdout)
+    assert record["digit"] == label and len(record["probabilities"]) == 10
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"P5\n2 2\n255\n\x00", "needs 4"), (b"hello", "not a PNG"), (None, "cannot read")],
+)
+def test_predict_cli_bad_file_is_one_line_exit_2(smoke_model, tmp_path, content, message):
+    path = tmp_path / "bad.pgm"
+    if content is not None:
+        path.write_bytes(content)
+    result = runner.invoke(app, ["predict", str(smoke_model), str(path)])
+    assert result.exit_code == 2
+    assert message in result.stderr and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_png_without_pillow_says_how_to_install(smoke_model, tmp_path, monkeypatch):
+    path = tmp_path / "digit.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32)
+    monkeypatch.setitem(sys.modules, "PIL", None)  # import PIL now fails
+    result = runner.invoke(app, ["predict", str(smoke_model), str(path)])
+    assert result.exit_code == 2
+    assert "pip install 'mnist-jax[images]'" in result.stderr
