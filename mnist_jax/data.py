@@ -440,6 +440,8 @@ def format_description(report: dict) -> list[str]:
         for s in report["searched"]
     ]
     lines.append(f"using           {report['using']}")
+    if "imported" in report:
+        lines.append(f"  {report['imported']}: checked against its import manifest, not MNIST's")
     for name, info in report["files"].items():
         lines.append(f"  {name:<26} {'checksum ok' if info['sha256_ok'] else 'CHECKSUM MISMATCH'}")
     if not report["files"]:

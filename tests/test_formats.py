@@ -200,6 +200,14 @@ def test_mat_problems_and_missing_scipy(tmp_path, monkeypatch):
         formats.read_mat(path)
 
 
+@pytest.mark.parametrize("fmt", ["onehot-csv", "mat"])
+def test_config_dataset_reads_its_data_path(format_files, fmt):
+    if fmt not in format_files:
+        pytest.skip("SciPy (the mat extra) is not installed")
+    config = Config(dataset=fmt, data_path=str(format_files[fmt]))
+    assert_same(format_files["dataset"], formats.load(config))
+
+
 def test_load_needs_a_data_path():
     with pytest.raises(MnistJaxError, match='dataset "kaggle-csv" needs data_path'):
         formats.load(Config(dataset="kaggle-csv"))
