@@ -109,6 +109,7 @@ def plot_losses(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> 
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in rows:
         ax.plot(range(1, len(row["losses"]) + 1), row["losses"], label=row["activation"])
+    ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss")
     ax.set_yscale("log")
