@@ -22,7 +22,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Find, verify and download the MNIST files.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Find, verify, download, import and export the MNIST files.", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 
 EXIT_BAD_INPUT = 2
@@ -148,8 +150,10 @@ def evaluate(
         int, typer.Option(min=0, help="How many of the most confident mistakes to list.")
     ] = 10,
 ) -> None:
-    """Recompute accuracy and loss of a saved checkpoint on one split, with a confusion
-    matrix, per-class precision/recall/F1 and the most confident mistakes."""
+    """Recompute a checkpoint's accuracy and loss, with a confusion matrix and mistakes.
+
+    Also prints per-class precision, recall and F1, and the most confident mistakes.
+    """
     if split not in ("test", "validation", "train"):
         raise ConfigError(f"unknown split '{split}': choose test, validation or train")
     from mnist_jax import report
@@ -208,12 +212,60 @@ def plot(
     run_dir: Annotated[Path, typer.Argument(help="A run folder (metrics.jsonl, checkpoint.npz).")],
     data_dir: DataDirOption = None,
 ) -> None:
-    """Draw a run's curves, confusion matrix, sample predictions and first-layer weights as
-    PNG files in the run folder (needs the plot extra)."""
+    """Draw a run's curves, confusion matrix, predictions and weights as PNG files.
+
+    The files go into the run folder. Needs the plot extra (matplotlib, Pillow).
+    """
     from mnist_jax import plots
 
     for path in plots.plot_run(run_dir, data_dir, log=_note):
         typer.echo(str(path))
+
+
+# --- seed systems: other data formats and the activation comparison
+
+FormatOption = Annotated[str, typer.Option("--format", help="kaggle-csv, onehot-csv or mat.")]
+
+
+@data_app.command("import")
+@reports_errors
+def data_import(
+    path: Annotated[
+        Path, typer.Argument(help="The file to read (for onehot-csv: the folder of the 4 CSVs).")
+    ],
+    fmt: FormatOption,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder to write the IDX files into (default: cache/imported-FORMAT)."),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="kaggle-csv: seed choosing the 1,000 dev (test) rows.")
+    ] = 0,
+) -> None:
+    """Convert a Kaggle CSV, one-hot CSV folder or .mat file into IDX files for --data-dir."""
+    from mnist_jax import convert
+
+    folder = convert.import_dataset(fmt, path, data_dir, seed=seed, log=_note)
+    typer.echo(f"train on it with: mnist-jax train --dataset mnist --data-dir {folder}")
+
+
+@data_app.command("export")
+@reports_errors
+def data_export(
+    fmt: FormatOption,
+    out: Annotated[
+        Path, typer.Option(help="File to write (for onehot-csv: the folder for the 4 CSVs).")
+    ],
+    data_dir: DataDirOption = None,
+    seed: Annotated[int, typer.Option(help="kaggle-csv: seed choosing the rows.")] = 0,
+    rows: Annotated[
+        int, typer.Option(help="kaggle-csv: training images to write (Kaggle's file has 42,000).")
+    ] = 42_000,
+) -> None:
+    """Write MNIST as a Kaggle train.csv, one-hot CSV files or a .mat file."""
+    from mnist_jax import convert
+
+    convert.export_command(fmt, out, data_dir=data_dir, seed=seed, rows=rows, log=_note)
 
 
 @app.command()
@@ -253,6 +305,32 @@ def serve(
     from mnist_jax import serve as serving
 
     serving.serve(checkpoint, host, port, log=_note)
+
+
+@app.command()
+@reports_errors
+def compare(
+    config: ConfigOption = None,
+    activations: Annotated[
+        str, typer.Option(help="Hidden activations to train, comma-separated.")
+    ] = "sigmoid,tanh,relu",
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for init, split and shuffling.")] = None,
+    data_dir: DataDirOption = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Draw the loss curves into this image (needs [plot]).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Keep each run in OUT/<activation> (default: keep none).")
+    ] = None,
+) -> None:
+    """Train one config with each hidden activation; print train/test error, loss and seconds."""
+    from mnist_jax import compare as comparison
+    from mnist_jax.config import load_config
+
+    resolved = load_config(config, {"epochs": epochs, "seed": seed, "data_dir": data_dir})
+    names = comparison.parse_activations(activations)
+    comparison.compare_command(resolved, names, plot=plot, out_dir=out, log=_note)
 
 
 def _note(line: str) -> None:

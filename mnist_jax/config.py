@@ -53,7 +53,8 @@ class Config:
         l2: L2 penalty l2 / (2 m) * sum of squared weights (biases excluded), m = the number
             of training images, as in the textbook regularised cost.
     Optimisation:
-        optimizer: "sgd" (mini-batch, or full-batch when batch_size = "full") or "lbfgs".
+        optimizer: "sgd" (mini-batch, or full-batch when batch_size = "full") or "lbfgs"
+            (full-batch; a zoom line search picks each step, so lr and the schedule are unused).
         lr, momentum, nesterov: SGD's step size and momentum; schedule: "constant" or
             "cosine" decay to zero over all steps, after `warmup_epochs` of linear warm-up.
         epochs: passes over the training set (iterations when full-batch).

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import json
 import os
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from mnist_jax.errors import DataError
 
 SPLITS = ("train", "t10k")
 KINDS = ("images", "labels")
+IMPORT_MANIFEST = "mnist-jax-import.json"  # marks a folder written by `data import`
 
 # sha256 of the uncompressed files, as published with the canonical MNIST release.
 MNIST_SHA256 = {
@@ -175,6 +177,39 @@ def read_folder(folder: Path, name: str, checksums: dict[str, str] | None) -> Da
     return Dataset(name, str(folder), train[0], train[1], test[0], test[1])
 
 
+def read_manifest(folder: Path) -> dict | None:
+    """Return the import manifest of `folder` ({"name", "format", "sha256": {file: hex}}) or None.
+
+    `mnist-jax data import` writes IDX files that are not the canonical MNIST, with this
+    manifest holding their own checksums; folders without one must hold canonical MNIST.
+    """
+    path = folder / IMPORT_MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: unreadable import manifest ({e})") from None
+    sums = manifest.get("sha256") if isinstance(manifest, dict) else None
+    if (
+        not isinstance(sums, dict)
+        or set(sums) != set(MNIST_SHA256)
+        or not all(isinstance(v, str) for v in sums.values())
+        or not isinstance(manifest.get("name"), str)
+    ):
+        raise DataError(f"{path}: not an import manifest; run `mnist-jax data import` again")
+    return manifest
+
+
+def read_data_dir(folder: Path) -> Dataset:
+    """Read an explicit data folder: canonical MNIST, verified, or an imported set, verified
+    against its own manifest."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return read_folder(folder, "mnist", MNIST_SHA256)
+    return read_folder(folder, manifest["name"], manifest["sha256"])
+
+
 def has_all_files(folder: Path) -> bool:
     """Return True if all four MNIST files (gzip or raw) are in `folder`."""
     return all(find_file(folder, n) is not None for n in MNIST_SHA256)
@@ -221,7 +256,7 @@ def load_mnist(
             folder = Path(folder)
             if not has_all_files(folder):
                 raise DataError(f"{origin} {folder} does not hold the four MNIST IDX files")
-            return read_folder(folder, "mnist", MNIST_SHA256)
+            return read_data_dir(folder)
     cache = cache_dir()
     if has_all_files(cache):
         return read_folder(cache, "mnist", MNIST_SHA256)
@@ -385,7 +420,10 @@ def describe(data_dir: str | Path | None = None) -> dict:
     if report["using"] is None:
         report["using"] = f"bundled sample ({SAMPLE_DIR})"
         return report
-    for name, expected in MNIST_SHA256.items():
+    manifest = read_manifest(Path(report["using"]))
+    if manifest is not None:
+        report["imported"] = manifest["name"]
+    for name, expected in (MNIST_SHA256 if manifest is None else manifest["sha256"]).items():
         path = find_file(Path(report["using"]), name)
         try:
             ok = sha256(read_bytes(path)) == expected
@@ -402,6 +440,8 @@ def format_description(report: dict) -> list[str]:
         for s in report["searched"]
     ]
     lines.append(f"using           {report['using']}")
+    if "imported" in report:
+        lines.append(f"  {report['imported']}: checked against its import manifest, not MNIST's")
     for name, info in report["files"].items():
         lines.append(f"  {name:<26} {'checksum ok' if info['sha256_ok'] else 'CHECKSUM MISMATCH'}")
     if not report["files"]:

@@ -183,7 +183,7 @@ def steps_per_epoch(config: Config, num_train: int) -> int:
 def make_optimizer(config: Config, num_train: int) -> optax.GradientTransformation:
     """Build the config's optax optimiser, with its learning-rate schedule."""
     if config.optimizer == "lbfgs":
-        return optax.lbfgs(learning_rate=None if config.lr == 1.0 else config.lr)
+        return make_lbfgs()
     per_epoch = steps_per_epoch(config, num_train)
     total = config.epochs * per_epoch
     lr: float | optax.Schedule = config.lr
@@ -197,6 +197,27 @@ def make_optimizer(config: Config, num_train: int) -> optax.GradientTransformati
             end_value=0.0,
         )
     return optax.sgd(lr, momentum=config.momentum or None, nesterov=config.nesterov)
+
+
+LBFGS_MEMORY = 10  # past (step, gradient change) pairs, as in SciPy's L-BFGS-B default
+LBFGS_LINESEARCH_STEPS = 20  # zoom iterations allowed per step before taking the best so far
+
+
+def make_lbfgs() -> optax.GradientTransformationExtraArgs:
+    """Build full-batch L-BFGS whose step size is chosen by a zoom line search.
+
+    `learning_rate=None` leaves the step to the line search (strong Wolfe conditions, first
+    guess 1.0 each iteration, as in classic quasi-Newton codes); a fixed learning rate would
+    scale the line search's step and break the curvature condition the search relies on, so
+    `config.lr` is not used. The first direction is the gradient scaled to unit norm.
+    """
+    return optax.lbfgs(
+        learning_rate=None,
+        memory_size=LBFGS_MEMORY,
+        linesearch=optax.scale_by_zoom_linesearch(
+            max_linesearch_steps=LBFGS_LINESEARCH_STEPS, initial_guess_strategy="one"
+        ),
+    )
 
 
 def make_step(
@@ -278,7 +299,7 @@ def make_evaluate(config: Config) -> Callable:
             x, y, mask = batch
             logits = model.forward(params, scale_inputs(x, config), config.activation)
             losses = jnp.where(mask, per_example(logits, y), 0.0)
-            correct = jnp.sum(mask & (jnp.argmax(logits, axis=-1) == y))
+            correct = jnp.sum(mask & (jnp.argmax(logits, axis=-1) == y), dtype=jnp.int32)
             return (totals[0] + jnp.sum(losses), totals[1] + correct), None
 
         zero = (jnp.zeros((), dtype_of(config)), jnp.zeros((), jnp.int32))
@@ -320,9 +341,12 @@ def init_state(config: Config, init_key: jax.Array, optimizer, device: jax.Devic
             std=config.init_std,
             dtype=dtype_of(config),
         )
+        # L-BFGS's state holds the same array in several leaves (the initial params, value and
+        # gradient slots); the epoch donates every leaf, and one buffer cannot be donated twice.
+        opt_state = jax.tree_util.tree_map(jnp.copy, optimizer.init(params))
         # Committed to `device` like the jitted outputs, so the second epoch does not compile
         # again for a different placement.
-        return RunState(*jax.device_put((params, optimizer.init(params)), device))
+        return RunState(*jax.device_put((params, opt_state), device))
 
 
 def root_keys(config: Config) -> dict[str, jax.Array]:

@@ -1,0 +1,63 @@
+"""The activation comparison: one run per activation, the table, the plot and its extra."""
+
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from mnist_jax import cli, compare
+from mnist_jax.config import load_config
+from mnist_jax.errors import ConfigError, MnistJaxError
+from tests.conftest import ROOT
+
+CONFIG = ROOT / "configs" / "seed-activations-15.toml"
+
+
+@pytest.fixture(scope="module")
+def rows():
+    config = load_config(CONFIG).replace(dataset="sample", train_size=2000, epochs=2)
+    return compare.compare(config, ("sigmoid", "tanh", "relu"), log=lambda _: None)
+
+
+def test_each_activation_learns_and_gets_its_own_row(rows):
+    assert [r["activation"] for r in rows] == ["sigmoid", "tanh", "relu"]
+    for row in rows:
+        assert len(row["losses"]) == 2 and row["final_loss"] == row["losses"][-1]
+        # Chance is 0.9; two short epochs take even sigmoid (the slowest) well below it.
+        assert row["test_error"] < 0.7 and row["train_error"] < 0.7
+        assert row["losses"][1] < row["losses"][0] and row["seconds"] > 0
+    # Different activations are different functions: the curves must differ.
+    assert len({r["final_loss"] for r in rows}) == 3
+
+
+def test_table_has_one_line_per_activation(rows):
+    lines = compare.format_table(rows)
+    assert lines[0].split() == ["activation", "train", "error", "test", "error", "final",
+                                "loss", "seconds"]  # fmt: skip
+    assert [line.split()[0] for line in lines[1:]] == ["sigmoid", "tanh", "relu"]
+    assert f"{rows[2]['test_error']:.2%}" in lines[3]
+
+
+def test_plot_draws_a_png(rows, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "losses.png"
+    compare.plot_losses(rows, path, title="t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    with pytest.raises(MnistJaxError, match=r"pip install 'mnist-jax\[plot\]'"):
+        compare.plot_losses([], tmp_path / "x.png")
+    result = CliRunner().invoke(
+        cli.app, ["compare", "--config", str(CONFIG), "--plot", str(tmp_path / "x.png")]
+    )
+    assert result.exit_code == 2  # before any training
+    assert "mnist-jax[plot]" in result.output
+
+
+def test_activation_list_is_checked():
+    assert compare.parse_activations("relu, tanh") == ("relu", "tanh")
+    for bad in ("relu,swish", "relu,relu", ""):
+        with pytest.raises(ConfigError, match="--activations"):
+            compare.parse_activations(bad)
