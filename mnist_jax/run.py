@@ -21,7 +21,7 @@ from typing import Any
 
 from mnist_jax import checkpoint, runtime
 from mnist_jax.config import Config, load_config
-from mnist_jax.errors import Interrupted, MnistJaxError
+from mnist_jax.errors import ConfigError, Interrupted, MnistJaxError
 
 # Room asked for beyond the checkpoint itself: metrics, summary, and the temporary copy that
 # an atomic write holds next to the old file.
@@ -51,6 +51,11 @@ def train_command(
     """Resolve the config (or a run to resume), then train and report; see `mnist-jax train`."""
     ckpt = None
     if resume is not None:
+        if config_path is not None:
+            raise ConfigError(
+                "--resume continues with the run's own config; drop --config and change single "
+                "values with flags (e.g. --epochs)"
+            )
         ckpt = checkpoint.load(resume)
         config = ckpt.config.replace(**{k: v for k, v in overrides.items() if v is not None})
         checkpoint.check_shapes(ckpt.params, config, f"--resume {resume}")

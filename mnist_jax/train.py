@@ -506,6 +506,12 @@ def restore_state(ckpt: checkpoint.Checkpoint, fresh: RunState, device: jax.Devi
     leaves, treedef = jax.tree_util.tree_flatten(fresh.opt_state)
     if len(leaves) != len(ckpt.opt_leaves):
         raise MnistJaxError("the checkpoint's optimiser state does not fit this config")
+    for i, (saved, like) in enumerate(zip(ckpt.opt_leaves, leaves)):
+        if saved.shape != like.shape:
+            raise MnistJaxError(
+                f"the checkpoint's optimiser array {i} has shape {saved.shape}, "
+                f"this config's optimiser needs {like.shape}"
+            )
     params = jax.device_put(
         [{k: jnp.asarray(v) for k, v in layer.items()} for layer in ckpt.params], device
     )

@@ -333,6 +333,25 @@ def test_damaged_checkpoint_is_one_line(damage, message, tmp_path):
         assert_one_error_line(runner.invoke(app, args), message)
 
 
+def test_resume_with_an_optimiser_state_that_does_not_fit(tmp_path):
+    params = fake_params(SMOKE_CONFIG)
+    # SGD with momentum keeps one trace per parameter array, then a step count
+    leaves = [params[0]["b"], params[0]["w"], params[1]["b"], params[1]["w"], np.int32(0)]
+    checkpoint.save(tmp_path / "short", params, leaves[:2], SMOKE_CONFIG, 1)
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path / "short")])
+    assert_one_error_line(result, "optimiser state does not fit this config")
+    leaves[1] = leaves[1].T
+    checkpoint.save(tmp_path / "shape", params, leaves, SMOKE_CONFIG, 1)
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path / "shape")])
+    assert_one_error_line(result, "optimiser array 1 has shape (32, 784)", "needs (784, 32)")
+
+
+def test_resume_with_a_config_file_is_refused(tmp_path):
+    save_fake(tmp_path / "run")
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path / "run"), "-c", str(SMOKE)])
+    assert_one_error_line(result, "drop --config")
+
+
 def test_resume_of_a_folder_without_a_checkpoint_is_one_line(tmp_path):
     result = runner.invoke(app, ["train", "--resume", str(tmp_path)])
     assert_one_error_line(result, "checkpoint not found", str(tmp_path))
@@ -472,9 +491,13 @@ def test_fuzz_checkpoint_bytes(tmp_path_factory, raw):
     checkpoint_or_error(path)
 
 
+def json_containers(inner: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+
+
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    json_containers,
     max_leaves=8,
 )
 CONFIG_KEYS = st.sampled_from(sorted(Config.__dataclass_fields__)) | st.text(max_size=10)
