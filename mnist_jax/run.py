@@ -86,18 +86,27 @@ def train_command(
                 should_stop=should_stop,
             )  # fmt: skip
     except Interrupted as e:
-        if not checkpoint.resolve(out).exists():
-            raise Interrupted(f"{e}; no epoch was completed, nothing to resume") from None
-        raise Interrupted(f"{e}; continue with: mnist-jax train --resume {out}") from None
+        raise Interrupted(f"{e}; {how_to_continue(out)}") from None
     except OSError as e:
         # Reading inputs already turned its OSErrors into DataError; what is left is writing.
-        where = e.filename or out
         raise MnistJaxError(
-            f"could not write {where}: {e.strerror or e}; the last completed checkpoint in "
-            f"{out} is intact, continue with: mnist-jax train --resume {out}"
+            f"could not write {e.filename or out}: {e.strerror or e}; {how_to_continue(out)}"
         ) from None
     print(f"run saved in {out}  (evaluate again with: mnist-jax eval {out})")
     return summary
+
+
+def how_to_continue(out: Path) -> str:
+    """Say how to pick up a run that stopped early, or that there is nothing to pick up."""
+    if not checkpoint.resolve(out).exists():
+        return "no epoch was completed, so there is nothing to resume"
+    return f"continue with: mnist-jax train --resume {out}"
+
+
+def num_params(config: Config) -> int:
+    """Count the weights and biases of the config's MLP."""
+    sizes = checkpoint.layer_sizes(config)
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
 def check_writable(out: Path) -> None:
@@ -124,8 +133,7 @@ def check_free_space(out: Path, config: Config) -> None:
 
 def expected_checkpoint_bytes(config: Config) -> int:
     """Estimate a checkpoint's size: parameters plus one same-sized optimiser buffer."""
-    sizes = checkpoint.layer_sizes(config)
-    numbers = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    numbers = num_params(config)
     buffers = 2 if config.optimizer == "sgd" and config.momentum else 1
     if config.optimizer == "lbfgs":
         buffers = 2 + 2 * 10  # params, gradient, and L-BFGS's memory of 10 pairs
@@ -156,7 +164,7 @@ def stop_on_interrupt() -> Iterator[Any]:
             signal.raise_signal(signal.SIGINT)
             return
         requested.set()
-        log("stopping after this epoch (press Ctrl-C again to quit at once)")
+        log("stopping; the last completed epoch will be kept (press Ctrl-C again to quit at once)")
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
@@ -172,7 +180,7 @@ def print_plan(config: Config, out: Path, device: Any) -> None:
     run = prepare_data(config, root_keys(config)["data"], device, log)
     num_train = int(run.train.x.shape[0])
     sizes = checkpoint.layer_sizes(config)
-    params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    params = num_params(config)
     num_val = 0 if run.validation is None else int(run.validation.mask.sum())
     arch = "-".join(map(str, sizes))
     print(f"config     {config.name}: {arch} {config.activation}, {params:,} parameters")

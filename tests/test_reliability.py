@@ -763,6 +763,12 @@ def test_divergence_exits_2_and_keeps_the_last_finite_checkpoint(tmp_path):
 # ----------------------------------------------------------------------------- full disk
 
 
+def test_the_advice_after_an_early_stop_depends_on_a_saved_epoch(tmp_path):
+    assert run.how_to_continue(tmp_path) == "no epoch was completed, so there is nothing to resume"
+    save_fake(tmp_path)
+    assert run.how_to_continue(tmp_path) == f"continue with: mnist-jax train --resume {tmp_path}"
+
+
 def test_too_little_free_space_is_reported_before_training(tmp_path, monkeypatch):
     usage = run.shutil.disk_usage(tmp_path)
     monkeypatch.setattr(run.shutil, "disk_usage", lambda _: usage._replace(free=100_000))
