@@ -169,15 +169,20 @@ def read_split(folder: Path, split: str, checksums: dict[str, str] | None) -> tu
         paths.append(path)
         raws.append(raw)
     check_images_labels(arrays[0], arrays[1], str(folder / split))
-    for kind, path, raw in zip(KINDS, paths, raws) if checksums is not None else ():
-        name = file_name(split, kind)
-        actual = sha256(raw)
-        if actual != checksums[name]:
-            raise DataError(
-                f"{path}: checksum mismatch (sha256 of uncompressed bytes: expected "
-                f"{checksums[name]}, got {actual}); delete it and fetch again"
-            )
+    if checksums is not None:
+        for kind, path, raw in zip(KINDS, paths, raws):
+            verify_checksum(path, raw, checksums[file_name(split, kind)])
     return arrays[0], arrays[1]
+
+
+def verify_checksum(path: Path, raw: bytes, expected: str) -> None:
+    """Check the sha256 of a file's uncompressed bytes, naming the file, expected and actual."""
+    actual = sha256(raw)
+    if actual != expected:
+        raise DataError(
+            f"{path}: checksum mismatch (sha256 of uncompressed bytes: expected "
+            f"{expected}, got {actual}); delete it and fetch again"
+        )
 
 
 def read_folder(folder: Path, name: str, checksums: dict[str, str] | None) -> Dataset:
