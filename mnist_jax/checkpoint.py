@@ -80,13 +80,16 @@ def load(path: str | Path) -> Checkpoint:
     try:
         info = json.loads(arrays.pop("meta").tobytes().decode())
         version = int(info["format_version"])
-    except (KeyError, ValueError, TypeError, UnicodeDecodeError, AttributeError):
+        epoch = int(info.get("epoch", 0))
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError, AttributeError, OverflowError):
         raise CheckpointError(f"{path}: checkpoint has no valid metadata") from None
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: written by a newer mnist-jax (format {version}, this reads up to "
             f"{FORMAT_VERSION}); upgrade mnist-jax"
         )
+    if epoch < 0:
+        raise CheckpointError(f"{path}: checkpoint records a negative epoch count ({epoch})")
     try:
         config = config_from_json(json.dumps(info["config"]))
     except (KeyError, ConfigError) as e:
@@ -98,9 +101,13 @@ def load(path: str | Path) -> Checkpoint:
         ]
     except KeyError as e:
         raise CheckpointError(f"{path}: missing parameter array {e}") from None
-    opt_leaves = [arrays[f"opt/{i}"] for i in range(sum(k.startswith("opt/") for k in arrays))]
+    try:
+        opt_leaves = [arrays[f"opt/{i}"] for i in range(sum(k.startswith("opt/") for k in arrays))]
+    except KeyError as e:
+        raise CheckpointError(f"{path}: missing optimiser array {e}") from None
     check_shapes(params, config, str(path))
-    return Checkpoint(params, opt_leaves, config, int(info.get("epoch", 0)), info)
+    check_dtypes(params, opt_leaves, config, str(path))
+    return Checkpoint(params, opt_leaves, config, epoch, info)
 
 
 def layer_sizes(config: Config) -> tuple[int, ...]:
@@ -122,3 +129,19 @@ def check_shapes(params: list[dict[str, np.ndarray]], config: Config, where: str
                     f"{where}: layer {i} {key} has shape {layer[key].shape}, "
                     f"the config asks for {shape}"
                 )
+
+
+def check_dtypes(
+    params: list[dict[str, np.ndarray]], opt_leaves: list[np.ndarray], config: Config, where: str
+) -> None:
+    """Check that parameters are in the config's float type and optimiser leaves are numbers."""
+    for i, layer in enumerate(params):
+        for key in ("w", "b"):
+            if layer[key].dtype != np.dtype(config.dtype):
+                raise CheckpointError(
+                    f"{where}: layer {i} {key} is {layer[key].dtype}, the config asks for "
+                    f"{config.dtype}"
+                )
+    for i, leaf in enumerate(opt_leaves):
+        if leaf.dtype.kind not in "biuf":
+            raise CheckpointError(f"{where}: optimiser array {i} has non-numeric type {leaf.dtype}")

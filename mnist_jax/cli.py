@@ -30,10 +30,10 @@ app.add_typer(data_app, name="data")
 EXIT_BAD_INPUT = 2
 
 
-def fail(message: str) -> typer.Exit:
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """Print `message` as one error line on stderr; return the Exit to raise."""
     typer.echo(f"error: {message}", err=True)
-    return typer.Exit(EXIT_BAD_INPUT)
+    return typer.Exit(code)
 
 
 def reports_errors(command):
@@ -44,7 +44,7 @@ def reports_errors(command):
         try:
             return command(*args, **kwargs)
         except MnistJaxError as e:
-            raise fail(str(e)) from None
+            raise fail(str(e), getattr(e, "exit_code", EXIT_BAD_INPUT)) from None
 
     return wrapper
 

@@ -273,8 +273,12 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"momentum must be in [0, 1), got {cfg.momentum}")
     if cfg.l2 < 0 or not math.isfinite(cfg.l2):
         raise ConfigError(f"l2 must be zero or positive, got {cfg.l2}")
-    if cfg.warmup_epochs < 0:
+    if not 0 <= cfg.warmup_epochs < math.inf:
         raise ConfigError(f"warmup_epochs must be zero or positive, got {cfg.warmup_epochs}")
+    if not (math.isfinite(cfg.init_low) and math.isfinite(cfg.init_high)):
+        raise ConfigError(
+            f"init_low and init_high must be finite, got {cfg.init_low}, {cfg.init_high}"
+        )
     if cfg.init_low >= cfg.init_high:
         raise ConfigError(f"init_low ({cfg.init_low}) must be below init_high ({cfg.init_high})")
     for key in ("validation_size", "train_size", "test_size"):
@@ -283,5 +287,5 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{key} must be zero or positive, got {value}")
     if cfg.optimizer == "lbfgs" and not cfg.full_batch:
         raise ConfigError('optimizer "lbfgs" needs batch_size = "full"')
-    if cfg.seed < 0:
-        raise ConfigError(f"seed must be zero or positive, got {cfg.seed}")
+    if not 0 <= cfg.seed < 2**63:  # JAX's keys take a 64-bit signed seed
+        raise ConfigError(f"seed must be between 0 and 2**63 - 1, got {cfg.seed}")

@@ -13,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import http.client
 import json
+import math
 import os
 import sys
 import tempfile
-import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Callable
@@ -96,12 +97,15 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     if len(raw) < header:
         raise DataError(f"{name}: truncated IDX header")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     if len(raw) != expected:
         raise DataError(
             f"{name}: header says {shape} ({expected} bytes) but the file has {len(raw)} bytes"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    try:
+        return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    except ValueError:  # more dimensions, or a larger extent, than NumPy can hold
+        raise DataError(f"{name}: IDX header shape ({ndim} dimensions) is too large") from None
 
 
 def read_bytes(path: Path) -> bytes:
@@ -150,24 +154,37 @@ def find_file(folder: Path, name: str) -> Path | None:
 
 
 def read_split(folder: Path, split: str, checksums: dict[str, str] | None) -> tuple:
-    """Read one split's images and labels from `folder`, verifying `checksums` if given."""
-    arrays = []
+    """Read one split's images and labels from `folder`, verifying `checksums` if given.
+
+    Structure is checked before checksums, so a broken file is reported by what is wrong with
+    it (bad magic, wrong size, mismatched counts, labels out of range) rather than only by a
+    checksum that differs.
+    """
+    paths, raws, arrays = [], [], []
     for kind in KINDS:
         name = file_name(split, kind)
         path = find_file(folder, name)
         if path is None:
             raise DataError(f"{folder}: missing {name}(.gz)")
         raw = read_bytes(path)
-        if checksums is not None:
-            actual = sha256(raw)
-            if actual != checksums[name]:
-                raise DataError(
-                    f"{path}: checksum mismatch (sha256 of uncompressed bytes: expected "
-                    f"{checksums[name]}, got {actual}); delete it and fetch again"
-                )
         arrays.append(parse_idx(raw, str(path)))
+        paths.append(path)
+        raws.append(raw)
     check_images_labels(arrays[0], arrays[1], str(folder / split))
+    if checksums is not None:
+        for kind, path, raw in zip(KINDS, paths, raws):
+            verify_checksum(path, raw, checksums[file_name(split, kind)])
     return arrays[0], arrays[1]
+
+
+def verify_checksum(path: Path, raw: bytes, expected: str) -> None:
+    """Check the sha256 of a file's uncompressed bytes, naming the file, expected and actual."""
+    actual = sha256(raw)
+    if actual != expected:
+        raise DataError(
+            f"{path}: checksum mismatch (sha256 of uncompressed bytes: expected "
+            f"{expected}, got {actual}); delete it and fetch again"
+        )
 
 
 def read_folder(folder: Path, name: str, checksums: dict[str, str] | None) -> Dataset:
@@ -300,7 +317,10 @@ def fetch(
                     raise DataError(f"checksum mismatch: expected {expected}, got {actual}")
                 atomic_write_bytes(folder / f"{name}.gz", raw)
                 break
-            except (DataError, OSError, EOFError, zlib.error, urllib.error.URLError) as e:
+            except (
+                DataError, OSError, EOFError, ValueError, zlib.error, http.client.HTTPException
+            ) as e:  # fmt: skip
+                # URLError is an OSError; HTTPException covers a connection cut mid-body.
                 errors.append(f"{url}: {getattr(e, 'reason', None) or e}")
         else:
             raise DataError(f"could not fetch {name}: " + "; ".join(errors))

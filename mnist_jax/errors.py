@@ -1,7 +1,8 @@
 """The project's own error type: bad input a person can fix, reported as one line.
 
 Anything raised as `MnistJaxError` (or a subclass) is shown by the CLI as a single line on
-stderr with exit code 2. Every other exception is a bug and keeps its traceback.
+stderr with exit code 2 (or the error's own `exit_code`, 130 for `Interrupted`). Every
+other exception is a bug and keeps its traceback.
 """
 
 
@@ -19,3 +20,9 @@ class ConfigError(MnistJaxError):
 
 class CheckpointError(MnistJaxError):
     """A checkpoint is missing, damaged, or does not fit the requested model."""
+
+
+class Interrupted(MnistJaxError):
+    """Training was stopped on request (Ctrl-C); the last completed epoch is saved."""
+
+    exit_code = 130  # the shell's convention for a process ended by SIGINT

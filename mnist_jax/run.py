@@ -1,13 +1,19 @@
 """What `mnist-jax train` does around the trainer: resolve, check, report, and save.
 
 Kept apart from `cli.py` so the CLI stays free of JAX, and apart from `train.py` so the
-trainer stays free of terminal concerns.
+trainer stays free of terminal concerns. Nothing a run has finished is lost: the first Ctrl-C
+stops at the next boundary with the last completed epoch saved, a second one ends the process
+at once (checkpoint writes are atomic, so the last good one survives), and a failed write
+(a full disk) is one error line that leaves the last checkpoint in place.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +21,11 @@ from typing import Any
 
 from mnist_jax import checkpoint, runtime
 from mnist_jax.config import Config, load_config
-from mnist_jax.errors import MnistJaxError
+from mnist_jax.errors import ConfigError, Interrupted, MnistJaxError
+
+# Room asked for beyond the checkpoint itself: metrics, summary, and the temporary copy that
+# an atomic write holds next to the old file.
+SPACE_MARGIN_BYTES = 1 << 20
 
 
 def log(line: str) -> None:
@@ -46,9 +56,17 @@ def train_command(
         plots.require_matplotlib()
     ckpt = None
     if resume is not None:
+        if config_path is not None:
+            raise ConfigError(
+                "--resume continues with the run's own config; drop --config and change single "
+                "values with flags (e.g. --epochs)"
+            )
         ckpt = checkpoint.load(resume)
         config = ckpt.config.replace(**{k: v for k, v in overrides.items() if v is not None})
-        out = resume
+        checkpoint.check_shapes(ckpt.params, config, f"--resume {resume}")
+        checkpoint.check_dtypes(ckpt.params, ckpt.opt_leaves, config, f"--resume {resume}")
+        out = checkpoint.resolve(resume).parent
+        remove_stale_temporaries(out)
     else:
         config = load_config(config_path, overrides)
         out = out or default_out(config)
@@ -58,6 +76,7 @@ def train_command(
                 "or choose another --out"
             )
     check_writable(out)
+    check_free_space(out, config)
     jax_device = runtime.select_device(device)
     runtime.enable_compilation_cache()
     if dry_run:
@@ -65,15 +84,37 @@ def train_command(
         return None
     from mnist_jax.train import train_and_evaluate
 
-    with progress_bar(progress) as (callback, line):
-        summary = train_and_evaluate(
-            config, out, device=jax_device, log=line, progress=callback, resume=ckpt
-        )
+    try:
+        with stop_on_interrupt() as should_stop, progress_bar(progress) as (callback, line):
+            summary = train_and_evaluate(
+                config, out, device=jax_device, log=line, progress=callback, resume=ckpt,
+                should_stop=should_stop,
+            )  # fmt: skip
+    except Interrupted as e:
+        raise Interrupted(f"{e}; {how_to_continue(out)}") from None
+    except OSError as e:
+        # Reading inputs already turned its OSErrors into DataError; what is left is writing.
+        raise MnistJaxError(
+            f"could not write {e.filename or out}: {e.strerror or e}; {how_to_continue(out)}"
+        ) from None
     if plot:
         for path in plots.plot_run(out, log=log):
             print(f"plot {path}")
     print(f"run saved in {out}  (evaluate again with: mnist-jax eval {out})")
     return summary
+
+
+def how_to_continue(out: Path) -> str:
+    """Say how to pick up a run that stopped early, or that there is nothing to pick up."""
+    if not checkpoint.resolve(out).exists():
+        return "no epoch was completed, so there is nothing to resume"
+    return f"continue with: mnist-jax train --resume {out}"
+
+
+def num_params(config: Config) -> int:
+    """Count the weights and biases of the config's MLP."""
+    sizes = checkpoint.layer_sizes(config)
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
 def check_writable(out: Path) -> None:
@@ -87,6 +128,59 @@ def check_writable(out: Path) -> None:
         raise MnistJaxError(f"cannot write to the run folder {out}: {e.strerror or e}") from None
 
 
+def check_free_space(out: Path, config: Config) -> None:
+    """Fail before training if the run folder's disk cannot hold two checkpoints."""
+    needed = 2 * expected_checkpoint_bytes(config) + SPACE_MARGIN_BYTES
+    free = shutil.disk_usage(out).free
+    if free < needed:
+        raise MnistJaxError(
+            f"not enough free space for the run folder {out}: {free / 1e6:,.1f} MB free, "
+            f"a run of this config needs about {needed / 1e6:,.1f} MB"
+        )
+
+
+def expected_checkpoint_bytes(config: Config) -> int:
+    """Estimate a checkpoint's size: parameters plus one same-sized optimiser buffer."""
+    numbers = num_params(config)
+    buffers = 2 if config.optimizer == "sgd" and config.momentum else 1
+    if config.optimizer == "lbfgs":
+        buffers = 2 + 2 * 10  # params, gradient, and L-BFGS's memory of 10 pairs
+    return numbers * buffers * (8 if config.dtype == "float64" else 4)
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """Delete half-written temporaries a killed process left behind (never a finished file)."""
+    for stale in out.glob(f".{checkpoint.FILE_NAME}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def stop_on_interrupt() -> Iterator[Any]:
+    """Yield should_stop(): the first Ctrl-C asks the run to stop at the next boundary.
+
+    A second Ctrl-C restores the default handler's effect and ends the process at once;
+    checkpoints are written atomically, so the last completed one is never damaged.
+    """
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested.is_set  # signal handlers can only be set from the main thread
+        return
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if requested.is_set():
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.raise_signal(signal.SIGINT)
+            return
+        requested.set()
+        log("stopping; the last completed epoch will be kept (press Ctrl-C again to quit at once)")
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def print_plan(config: Config, out: Path, device: Any) -> None:
     """Print what a run would do, without training."""
     from mnist_jax.train import prepare_data, root_keys, steps_per_epoch
@@ -94,7 +188,7 @@ def print_plan(config: Config, out: Path, device: Any) -> None:
     run = prepare_data(config, root_keys(config)["data"], device, log)
     num_train = int(run.train.x.shape[0])
     sizes = checkpoint.layer_sizes(config)
-    params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    params = num_params(config)
     num_val = 0 if run.validation is None else int(run.validation.mask.sum())
     arch = "-".join(map(str, sizes))
     print(f"config     {config.name}: {arch} {config.activation}, {params:,} parameters")

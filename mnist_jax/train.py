@@ -29,7 +29,7 @@ import optax
 
 from mnist_jax import checkpoint, data, model
 from mnist_jax.config import Config
-from mnist_jax.errors import MnistJaxError
+from mnist_jax.errors import Interrupted, MnistJaxError
 
 Log = Callable[[str], None]
 Progress = Callable[[int, int], None]  # (steps done this epoch, steps per epoch)
@@ -372,6 +372,7 @@ def train_and_evaluate(
     log: Log = print,
     progress: Progress | None = None,
     resume: checkpoint.Checkpoint | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Train the config's model, evaluating each epoch; write the run's files to `out_dir`.
 
@@ -384,15 +385,21 @@ def train_and_evaluate(
         progress: called with (steps done, steps per epoch) as an epoch advances; when given,
             each epoch is split into a few jitted calls so the callback can fire.
         resume: a checkpoint of this run to continue from.
+        should_stop: polled between the jitted calls; when it returns True the run stops,
+            raising `Interrupted`, with the last *completed* epoch checkpointed (a partly
+            trained epoch is dropped, never saved as done).
 
     Returns:
         The summary: test/validation/train accuracy and loss, epochs, seconds, dataset, config.
     """
     with jax.enable_x64(config.dtype == "float64"):
-        return _train_and_evaluate(config, out_dir, device, log, progress, resume)
+        return _train_and_evaluate(config, out_dir, device, log, progress, resume, should_stop)
 
 
-def _train_and_evaluate(config, out_dir, device, log, progress, resume) -> dict[str, Any]:
+def _train_and_evaluate(
+    config, out_dir, device, log, progress, resume, should_stop
+) -> dict[str, Any]:
+    stop = should_stop or (lambda: False)
     device = device or jax.devices()[0]
     keys = root_keys(config)
     run = prepare_data(config, keys["data"], device, log)
@@ -433,14 +440,16 @@ def _train_and_evaluate(config, out_dir, device, log, progress, resume) -> dict[
             if progress is not None:
                 jax.block_until_ready(loss_sum)
                 progress(first + length, per_epoch)
+            if first + length < per_epoch and stop():
+                raise Interrupted(f"stopped during epoch {state.epoch + 1} of {config.epochs}")
         losses = np.asarray(jax.device_get(loss_parts), dtype=np.float64).ravel()
         seconds = time.perf_counter() - started
         state.train_seconds += seconds
         records = _epoch_records(config, state.epoch, losses, per_epoch, epochs_now)
         state.epoch += epochs_now
-        if not math.isfinite(records[-1]["train_loss"]):
+        if not math.isfinite(records[-1]["train_loss"]) or not _all_finite(state.params):
             raise MnistJaxError(
-                f"training diverged at epoch {state.epoch} (loss is not finite); "
+                f"training diverged at epoch {state.epoch} (loss or parameters not finite); "
                 f"try a smaller learning rate than {config.lr}"
             )
         last = records[-1]
@@ -453,6 +462,8 @@ def _train_and_evaluate(config, out_dir, device, log, progress, resume) -> dict[
         if out is not None:
             _append_metrics(out / "metrics.jsonl", records)
             save_state(out, state, config, run.name)
+        if state.epoch < config.epochs and stop():
+            raise Interrupted(f"stopped after epoch {state.epoch} of {config.epochs}")
 
     summary = {
         "dataset": run.name,
@@ -519,6 +530,12 @@ def restore_state(ckpt: checkpoint.Checkpoint, fresh: RunState, device: jax.Devi
     leaves, treedef = jax.tree_util.tree_flatten(fresh.opt_state)
     if len(leaves) != len(ckpt.opt_leaves):
         raise MnistJaxError("the checkpoint's optimiser state does not fit this config")
+    for i, (saved, like) in enumerate(zip(ckpt.opt_leaves, leaves)):
+        if saved.shape != like.shape:
+            raise MnistJaxError(
+                f"the checkpoint's optimiser array {i} has shape {saved.shape}, "
+                f"this config's optimiser needs {like.shape}"
+            )
     params = jax.device_put(
         [{k: jnp.asarray(v) for k, v in layer.items()} for layer in ckpt.params], device
     )
@@ -532,6 +549,12 @@ def restore_state(ckpt: checkpoint.Checkpoint, fresh: RunState, device: jax.Devi
     return RunState(params, opt_state, ckpt.epoch, float(ckpt.meta.get("train_seconds", 0.0)))
 
 
+def _all_finite(params: Any) -> bool:
+    """True when no parameter is NaN or infinite (a step can blow up after a finite loss)."""
+    leaves = jax.tree_util.tree_leaves(params)
+    return bool(jax.device_get(jnp.all(jnp.stack([jnp.isfinite(p).all() for p in leaves]))))
+
+
 def _append_metrics(path: Path, records: list[dict[str, Any]]) -> None:
     with path.open("a") as f:
         for record in records:
@@ -542,12 +565,16 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
     """Keep only the records of epochs a resumed checkpoint has completed."""
     if not path.exists():
         return
-    kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line and json.loads(line)["epoch"] <= epochs_done
-    ]
+    kept = [line for line in path.read_text().splitlines() if _record_epoch(line) <= epochs_done]
     data.atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
+
+
+def _record_epoch(line: str) -> float:
+    """The epoch of one metrics line; a torn or foreign line (a killed write) counts as never."""
+    try:
+        return float(json.loads(line)["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 # ----------------------------------------------------------------------------- evaluation
