@@ -188,6 +188,44 @@ def data_fetch(
     typer.echo(f"MNIST is in {folder}")
 
 
+# --- gradcheck
+
+
+@app.command()
+@reports_errors
+def gradcheck(
+    config: ConfigOption = None,
+    batch: Annotated[int, typer.Option(help="Training images in the checked batch.")] = 100,
+    dtype: Annotated[
+        str, typer.Option(help="float64 (tolerance 1e-10) or float32 (tolerance 1e-4).")
+    ] = "float64",
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed for init, batch and checked points (default: config's)."),
+    ] = None,
+    data_dir: DataDirOption = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="mnist (full set, or the sample offline) or sample.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check JAX's gradients against hand-written NumPy backpropagation; exit 1 if they differ."""
+    from mnist_jax import gradcheck as checking
+    from mnist_jax.config import load_config
+
+    if batch <= 0:
+        raise ConfigError(f"--batch must be a positive integer, got {batch}")
+    resolved = load_config(config, {"data_dir": data_dir, "dataset": dataset})
+    report = checking.check_gradients(resolved, batch=batch, dtype=dtype, seed=seed, log=_note)
+    if as_json:
+        echo_json(report)
+    else:
+        for line in checking.format_report(report):
+            typer.echo(line)
+    if not report["passed"]:
+        raise typer.Exit(1)
+
+
 def _note(line: str) -> None:
     typer.echo(line, err=True)
 
