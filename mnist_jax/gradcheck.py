@@ -18,9 +18,10 @@ exactly zero on both sides (dead ReLU units, the all-zero border pixels that mak
 of dW_1 vanish) scores 0, not 0/0. An entry-wise measure |a_i - b_i| / |b_i| would be the
 wrong yardstick in float32: an entry such as (dW_1)_ij = sum over the batch of x_ni (dZ_1)_nj
 adds terms of both signs and can cancel to almost nothing, yet keeps a rounding error of the
-size of its terms (about 1e-7 of them in float32), so its entry-wise relative error can be of
-order one while the gradient as a whole is accurate to 1e-7. The normwise error bounds what
-matters for a gradient step: no entry is off by more than `rel` times the leaf's largest.
+size of its terms (about 1e-7 of them in float32). On the default model's first sample
+batch in float32 the worst entry-wise error of dW_1 is 1.4e-2 (and 0.04% of its entries
+exceed 1e-4) while the normwise error is 3e-7. The normwise error bounds what matters for a
+gradient step: no entry is off by more than `rel` times the leaf's largest.
 
 Tolerances. In float64, JAX and the reference differ only by rounding (about 1e-16 per
 operation, summed over at most a few thousand terms), so `rel` must be at most 1e-10. In
