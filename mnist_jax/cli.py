@@ -213,8 +213,6 @@ def gradcheck(
     from mnist_jax import gradcheck as checking
     from mnist_jax.config import load_config
 
-    if batch <= 0:
-        raise ConfigError(f"--batch must be a positive integer, got {batch}")
     resolved = load_config(config, {"data_dir": data_dir, "dataset": dataset})
     report = checking.check_gradients(resolved, batch=batch, dtype=dtype, seed=seed, log=_note)
     if as_json:

@@ -75,18 +75,21 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
 def first_batch(config: Config, batch: int, log: training.Log) -> tuple[Any, ...]:
     """Return the first training batch of the config's run.
 
-    Returns:
-        (x (batch, 784) uint8, y (batch,) int32, num_train, the dataset's name).
-
     The data are loaded and split exactly as `mnist_jax.train` does, and the batch is the
     first `batch` images of the first epoch's shuffle.
+
+    Returns:
+        (x (batch, 784) uint8, y (batch,) int32, num_train, the dataset's name).
     """
     keys = training.root_keys(config)
     dataset = training.load_dataset(config, log)
     train_x, train_y = training.split_host_data(config, dataset, keys["data"])["train"]
     num_train = len(train_x)
-    if batch > num_train:
-        raise MnistJaxError(f"--batch {batch} is larger than the {num_train} training images")
+    if not 0 < batch <= num_train:
+        raise MnistJaxError(
+            f"--batch must be a positive integer no larger than the {num_train:,} training "
+            f"images, got {batch}"
+        )
     order = np.asarray(jax.random.permutation(jax.random.fold_in(keys["shuffle"], 0), num_train))
     take = order[:batch]
     return train_x[take].reshape(batch, -1), train_y[take].astype(np.int32), num_train, dataset.name

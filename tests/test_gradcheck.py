@@ -120,7 +120,7 @@ def test_cli_exits_1_when_the_reference_disagrees(monkeypatch):
     ("args", "message"),
     [
         (["--batch", "0"], "--batch must be a positive"),
-        (["--batch", "100000"], "larger than the"),
+        (["--batch", "100000"], "no larger than the 9,167"),
         (["--dtype", "float16"], "unknown dtype"),
     ],
 )
