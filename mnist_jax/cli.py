@@ -222,6 +222,45 @@ def plot(
         typer.echo(str(path))
 
 
+@app.command()
+@reports_errors
+def predict(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="A checkpoint.npz or the run folder holding it.")
+    ],
+    files: Annotated[
+        list[Path], typer.Argument(help="PNG/JPEG (needs Pillow), PGM (P2/P5) or .npy files.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Predict the digit in each image file, normalised the way MNIST digits were made."""
+    from mnist_jax import predict as predicting
+
+    results = predicting.predict_files(checkpoint, files)
+    if as_json:
+        echo_json(results)
+        return
+    for line in predicting.format_predictions(results):
+        typer.echo(line)
+
+
+@app.command()
+@reports_errors
+def serve(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="A checkpoint.npz or the run folder holding it.")
+    ],
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; the default accepts local visitors only.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8000,
+) -> None:
+    """Serve a page where you draw a digit and watch the model's probabilities update."""
+    from mnist_jax import serve as serving
+
+    serving.serve(checkpoint, host, port, log=_note)
+
+
 # --- seed systems: other data formats and the activation comparison
 
 FormatOption = Annotated[str, typer.Option("--format", help="kaggle-csv, onehot-csv or mat.")]
@@ -270,45 +309,6 @@ def data_export(
 
 @app.command()
 @reports_errors
-def predict(
-    checkpoint: Annotated[
-        Path, typer.Argument(help="A checkpoint.npz or the run folder holding it.")
-    ],
-    files: Annotated[
-        list[Path], typer.Argument(help="PNG/JPEG (needs Pillow), PGM (P2/P5) or .npy files.")
-    ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Predict the digit in each image file, normalised the way MNIST digits were made."""
-    from mnist_jax import predict as predicting
-
-    results = predicting.predict_files(checkpoint, files)
-    if as_json:
-        echo_json(results)
-        return
-    for line in predicting.format_predictions(results):
-        typer.echo(line)
-
-
-@app.command()
-@reports_errors
-def serve(
-    checkpoint: Annotated[
-        Path, typer.Argument(help="A checkpoint.npz or the run folder holding it.")
-    ],
-    host: Annotated[
-        str, typer.Option(help="Address to listen on; the default accepts local visitors only.")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8000,
-) -> None:
-    """Serve a page where you draw a digit and watch the model's probabilities update."""
-    from mnist_jax import serve as serving
-
-    serving.serve(checkpoint, host, port, log=_note)
-
-
-@app.command()
-@reports_errors
 def compare(
     config: ConfigOption = None,
     activations: Annotated[
@@ -331,6 +331,42 @@ def compare(
     resolved = load_config(config, {"epochs": epochs, "seed": seed, "data_dir": data_dir})
     names = comparison.parse_activations(activations)
     comparison.compare_command(resolved, names, plot=plot, out_dir=out, log=_note)
+
+
+# --- gradcheck
+
+
+@app.command()
+@reports_errors
+def gradcheck(
+    config: ConfigOption = None,
+    batch: Annotated[int, typer.Option(help="Training images in the checked batch.")] = 100,
+    dtype: Annotated[
+        str, typer.Option(help="float64 (tolerance 1e-10) or float32 (tolerance 1e-4).")
+    ] = "float64",
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed for init, batch and checked points (default: config's)."),
+    ] = None,
+    data_dir: DataDirOption = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="mnist (full set, or the sample offline) or sample.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check JAX's gradients against hand-written NumPy backpropagation; exit 1 if they differ."""
+    from mnist_jax import gradcheck as checking
+    from mnist_jax.config import load_config
+
+    resolved = load_config(config, {"data_dir": data_dir, "dataset": dataset})
+    report = checking.check_gradients(resolved, batch=batch, dtype=dtype, seed=seed, log=_note)
+    if as_json:
+        echo_json(report)
+    else:
+        for line in checking.format_report(report):
+            typer.echo(line)
+    if not report["passed"]:
+        raise typer.Exit(1)
 
 
 def _note(line: str) -> None:
