@@ -129,3 +129,11 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message):
     result = runner.invoke(app, ["gradcheck", "--config", str(SMOKE), *args])
     assert result.exit_code == 2
     assert message in result.output
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.stem)
+def test_gradcheck_passes_on_every_shipped_config(path):
+    args = ["gradcheck", "--config", str(path), "--dataset", "sample", "--batch", "16"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.rstrip().endswith("passed")
