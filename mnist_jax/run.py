@@ -37,6 +37,7 @@ def train_command(
     resume: Path | None,
     progress: bool,
     dry_run: bool,
+    devices: int | None = None,
 ) -> dict[str, Any] | None:
     """Resolve the config (or a run to resume), then train and report; see `mnist-jax train`."""
     ckpt = None
@@ -53,7 +54,7 @@ def train_command(
                 "or choose another --out"
             )
     check_writable(out)
-    jax_device = runtime.select_device(device)
+    jax_device = runtime.placement(device, devices)
     runtime.enable_compilation_cache()
     if dry_run:
         print_plan(config, out, jax_device)

@@ -227,7 +227,9 @@ def make_step(
     return sgd_step
 
 
-def make_train_epoch(config: Config, step: Callable) -> Callable:
+def make_train_epoch(
+    config: Config, step: Callable, sharding: jax.sharding.Sharding | None = None
+) -> Callable:
     """Return the jitted training call for (part of) one epoch.
 
     Signature: train_epoch(params, opt_state, x, y, key, first, *, num_steps) ->
@@ -236,13 +238,16 @@ def make_train_epoch(config: Config, step: Callable) -> Callable:
     index of the first batch to run. It shuffles the split with one gather, then scans
     `num_steps` contiguous batches. With batch_size = "full" each of the `num_steps`
     iterations sees the whole split, unshuffled. Params and optimiser state are donated.
+    With `sharding` (a replicated `NamedSharding` over a mesh with a "data" axis; see
+    `runtime.placement`) each batch is split across the mesh's devices, params replicated.
     """
+    split = partial(_split_batch, sharding)
 
     def train_epoch(params, opt_state, x, y, key, first, *, num_steps):
         if config.full_batch:
 
             def full_body(carry, _):
-                params, opt_state, value = step(*carry, x, y)
+                params, opt_state, value = step(*carry, split(x, 0), split(y, 0))
                 return (params, opt_state), value
 
             (params, opt_state), values = jax.lax.scan(
@@ -255,6 +260,7 @@ def make_train_epoch(config: Config, step: Callable) -> Callable:
         take = jax.lax.dynamic_slice_in_dim(order, first * batch, num_steps * batch)
         xs = x[take].reshape(num_steps, batch, x.shape[1])  # (steps, batch, 784)
         ys = y[take].reshape(num_steps, batch)
+        xs, ys = split(xs, 1), split(ys, 1)
 
         def body(carry, xy):
             params, opt_state, value = step(*carry, *xy)
@@ -264,6 +270,17 @@ def make_train_epoch(config: Config, step: Callable) -> Callable:
         return params, opt_state, jnp.sum(values)
 
     return jax.jit(train_epoch, static_argnames="num_steps", donate_argnums=(0, 1))
+
+
+def _split_batch(sharding: jax.sharding.Sharding | None, a: jax.Array, axis: int) -> jax.Array:
+    """Constrain `a` to be split along `axis` over the "data" axis of `sharding`'s mesh."""
+    if not isinstance(sharding, jax.sharding.NamedSharding) or sharding.mesh.size == 1:
+        return a
+    spec = [None] * a.ndim
+    spec[axis] = "data"
+    return jax.lax.with_sharding_constraint(
+        a, jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*spec))
+    )
 
 
 def make_evaluate(config: Config) -> Callable:
@@ -309,7 +326,10 @@ class RunState:
 
 def init_state(config: Config, init_key: jax.Array, optimizer, device: jax.Device) -> RunState:
     """Draw the config's initial parameters on `device` and the optimiser's state."""
-    with jax.default_device(device):
+    first_device = (
+        device if isinstance(device, jax.Device) else min(device.device_set, key=lambda d: d.id)
+    )
+    with jax.default_device(first_device):
         params = model.init_params(
             init_key,
             checkpoint.layer_sizes(config),
@@ -355,7 +375,8 @@ def train_and_evaluate(
         config: the resolved config.
         out_dir: the run folder (checkpoint.npz, metrics.jsonl, summary.json), or None to
             write nothing.
-        device: where to train; JAX's default device when None.
+        device: where to train: a device, or a replicated sharding over several devices for
+            data parallelism (`runtime.placement`); JAX's default device when None.
         log: receives one line per epoch and the final results.
         progress: called with (steps done, steps per epoch) as an epoch advances; when given,
             each epoch is split into a few jitted calls so the callback can fire.
@@ -375,7 +396,7 @@ def _train_and_evaluate(config, out_dir, device, log, progress, resume) -> dict[
     num_train = int(run.train.x.shape[0])
     optimizer = make_optimizer(config, num_train)
     loss_fn = make_loss(config, num_train)
-    train_epoch = make_train_epoch(config, make_step(config, loss_fn, optimizer))
+    train_epoch = make_train_epoch(config, make_step(config, loss_fn, optimizer), device)
     evaluate = make_evaluate(config)
     state = init_state(config, keys["init"], optimizer, device)
     if resume is not None:
