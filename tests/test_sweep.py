@@ -54,3 +54,13 @@ def test_sweep_rejects_lbfgs_and_empty_grids():
         sweep.run_sweep(config.replace(optimizer="lbfgs", batch_size="full"), [0], [1.0])
     with pytest.raises(ConfigError, match="at least one"):
         sweep.run_sweep(config, [], [0.1])
+
+
+def test_sweep_command_rejects_a_bad_seed_list_in_one_line():
+    from typer.testing import CliRunner
+
+    from mnist_jax.cli import app
+
+    result = CliRunner().invoke(app, ["sweep", "--seeds", "0,x", "--dataset", "sample"])
+    assert result.exit_code == 2
+    assert "error: --seeds must be comma-separated numbers" in result.output
