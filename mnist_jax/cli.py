@@ -102,6 +102,10 @@ def train(
         Path | None, typer.Option(help="Run folder (default runs/<time>-<name>).")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    devices: Annotated[
+        int | None,
+        typer.Option(help="Data-parallel over this many devices (default: all of that kind)."),
+    ] = None,
     resume: Annotated[
         Path | None, typer.Option(help="Continue the run in this folder from its checkpoint.")
     ] = None,
@@ -134,6 +138,7 @@ def train(
         progress=progress and sys.stderr.isatty(),
         dry_run=dry_run,
         plot=plot,
+        devices=devices,
     )
 
 
@@ -367,6 +372,76 @@ def gradcheck(
             typer.echo(line)
     if not report["passed"]:
         raise typer.Exit(1)
+
+
+# --- performance: benchmark and sweep
+
+
+@app.command()
+@reports_errors
+def bench(
+    workloads: Annotated[
+        str, typer.Option(help="Comma-separated: tiny, wide, fullbatch, default, sweep.")
+    ] = "tiny,wide,fullbatch,default,sweep",
+    repeats: Annotated[int, typer.Option(help="Timed repetitions after one warm-up.")] = 5,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A tiny size (1,024 images, 3 iterations) for tests.")
+    ] = False,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON here.")
+    ] = None,
+    dataset: Annotated[str, typer.Option(help="mnist (full set if found) or sample.")] = "mnist",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Time mnist-jax side by side with NumPy, PyTorch, a per-step jit loop and the hardware."""
+    from mnist_jax import bench as benchmark
+
+    benchmark.bench_command(workloads, repeats, quick, json_path, dataset, data_dir)
+
+
+@app.command()
+@reports_errors
+def sweep(
+    config: ConfigOption = None,
+    seeds: Annotated[str, typer.Option(help="Init seeds, e.g. 0,1,2,3.")] = "0,1,2,3",
+    lrs: Annotated[str, typer.Option(help="Learning rates, e.g. 0.05,0.1,0.2.")] = "0.1",
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
+    batch_size: Annotated[str | None, typer.Option(help="Examples per step, or 'full'.")] = None,
+    hidden: Annotated[str | None, typer.Option(help="Hidden widths, e.g. 512,256.")] = None,
+    data_dir: DataDirOption = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="mnist (full set, or the sample offline) or sample.")
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the rows as JSON here.")
+    ] = None,
+) -> None:
+    """Train one model per (seed, lr) pair at once in one compiled program; one row each."""
+    from mnist_jax import sweep as sweeping
+    from mnist_jax.config import load_config
+
+    overrides = {
+        "epochs": epochs,
+        "batch_size": parse_batch_size(batch_size),
+        "hidden": parse_hidden(hidden),
+        "data_dir": data_dir,
+        "dataset": dataset,
+    }
+    sweeping.sweep_command(
+        load_config(config, overrides),
+        parse_numbers(seeds, int, "--seeds"),
+        parse_numbers(lrs, float, "--lrs"),
+        json_path,
+        log=_note,
+    )
+
+
+def parse_numbers(text: str, kind: type, option: str) -> list:
+    """Parse '0,1,2' into numbers of `kind`; a bad entry is a ConfigError naming `option`."""
+    try:
+        return [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} must be comma-separated numbers, got '{text}'") from None
 
 
 def _note(line: str) -> None:

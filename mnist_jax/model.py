@@ -71,12 +71,35 @@ def init_params(
     return params
 
 
+@jax.custom_vjp
+def dense(x: jax.Array, w: jax.Array) -> jax.Array:
+    """x (batch, fan_in) @ w (fan_in, fan_out), with a weight gradient laid out for speed."""
+    return x @ w
+
+
+def _dense_fwd(x: jax.Array, w: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return x @ w, (x, w)
+
+
+def _dense_bwd(saved: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x, w = saved
+    if 8 * w.shape[1] <= w.shape[0]:
+        # A narrow layer (e.g. 784 -> 10): XLA's CPU dot computes g.T @ x, (out, in), about
+        # twice as fast as x.T @ g, (in, out); the barrier keeps XLA from folding the
+        # transpose back into the slow form. The transposed copy is small.
+        return g @ w.T, jax.lax.optimization_barrier(g.T @ x).T
+    return g @ w.T, x.T @ g
+
+
+dense.defvjp(_dense_fwd, _dense_bwd)
+
+
 def forward(params: Params, x: jax.Array, activation: str = "relu") -> jax.Array:
     """Compute logits (batch, 10) from inputs x (batch, 784); the last layer is linear."""
     act = ACTIVATIONS[activation]
     for layer in params[:-1]:
-        x = act(x @ layer["w"] + layer["b"])  # (batch, hidden)
-    return x @ params[-1]["w"] + params[-1]["b"]
+        x = act(dense(x, layer["w"]) + layer["b"])  # (batch, hidden)
+    return dense(x, params[-1]["w"]) + params[-1]["b"]
 
 
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:

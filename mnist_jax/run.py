@@ -48,6 +48,7 @@ def train_command(
     progress: bool,
     dry_run: bool,
     plot: bool = False,
+    devices: int | None = None,
 ) -> dict[str, Any] | None:
     """Resolve the config (or a run to resume), then train and report; see `mnist-jax train`."""
     if plot:  # fail before training, not after, when matplotlib is missing
@@ -77,7 +78,7 @@ def train_command(
             )
     check_writable(out)
     check_free_space(out, config)
-    jax_device = runtime.select_device(device)
+    jax_device = runtime.placement(device, devices)
     runtime.enable_compilation_cache()
     if dry_run:
         print_plan(config, out, jax_device)

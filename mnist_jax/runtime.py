@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from mnist_jax.data import cache_dir
 from mnist_jax.errors import MnistJaxError
@@ -52,3 +53,29 @@ def enable_compilation_cache(folder: Path | None = None) -> Path:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return folder
+
+
+def placement(name: str = "auto", count: int | None = None) -> jax.Device | jax.sharding.Sharding:
+    """Return where a run lives: one device, or a replicated sharding for data parallelism.
+
+    With `count` > 1 (or None and several devices of the chosen kind visible), the run uses a
+    one-axis mesh named "data" over the first `count` devices: the data and params are
+    replicated and each training batch is split across the devices (`train.make_train_epoch`).
+    On several hosts, call `jax.distributed.initialize()` first; `jax.devices()` then lists
+    every host's devices.
+
+    Raises:
+        MnistJaxError: fewer devices than asked for, or a count below 1.
+    """
+    first = select_device(name)
+    devices = jax.devices(first.platform)
+    wanted = len(devices) if count is None else count
+    if wanted < 1 or wanted > len(devices):
+        raise MnistJaxError(
+            f"--devices {wanted} asked for, but JAX sees {len(devices)} {first.platform} "
+            f"device(s); choose 1 to {len(devices)}"
+        )
+    if wanted == 1:
+        return first
+    mesh = jax.sharding.Mesh(np.array(devices[:wanted]), ("data",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())

@@ -5,10 +5,11 @@ Data flows one way: a `Config` picks the data (`mnist_jax.data`), the model
 checkpoint each epoch, `metrics.jsonl` and `summary.json` into the run folder.
 
 Performance shape: the dataset lives on the device as uint8 and is passed to the jitted
-functions as an argument (never closed over); an epoch is one jitted call that shuffles by
-one gather and runs a `lax.scan` over contiguous batches (split into a few calls only to
-drive a progress bar); params and optimiser state are donated; evaluation runs on padded,
-masked batches of one fixed shape, so nothing compiles again after the first epoch.
+functions as an argument (never closed over); an epoch is one jitted call that draws one
+permutation and runs a `lax.scan` over its contiguous batches, gathering each in the loop
+(split into a few calls only to drive a progress bar); params and optimiser state are
+donated; evaluation runs on padded, masked batches of one fixed shape, so nothing compiles
+again after the first epoch.
 """
 
 from __future__ import annotations
@@ -240,30 +241,86 @@ def make_step(
 
         return lbfgs_step
 
+    value_and_grad = chunked_value_and_grad(loss_fn) if config.full_batch else None
+
     def sgd_step(params, opt_state, x, y):
-        value, grad = jax.value_and_grad(loss_fn)(params, x, y)
+        if value_and_grad is None:
+            value, grad = jax.value_and_grad(loss_fn)(params, x, y)
+        else:
+            value, grad = value_and_grad(params, x, y)
         updates, opt_state = optimizer.update(grad, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, value
 
     return sgd_step
 
 
-def make_train_epoch(config: Config, step: Callable) -> Callable:
+FULL_BATCH_CHUNK = 1024  # rows converted from uint8 at a time: (1024, 784) float32 is 3 MB
+
+
+def chunked_value_and_grad(loss_fn: Callable[..., jax.Array], chunk: int = 0) -> Callable:
+    """Return value_and_grad of `loss_fn` over a large batch, taken `chunk` rows at a time.
+
+    The mean loss over n rows is the sum over chunks of (rows in chunk / n) * chunk mean; the
+    L2 term, added to every chunk's loss, comes out once since the weights sum to 1. Working
+    chunk by chunk converts the uint8 images to floats in pieces that stay in cache, instead
+    of writing and re-reading a float copy of the whole set (four times its bytes).
+    """
+    chunk = chunk or FULL_BATCH_CHUNK
+    value_and_grad = jax.value_and_grad(loss_fn)
+
+    def weighted(params, x, y, n):
+        value, grad = value_and_grad(params, x, y)
+        scale = x.shape[0] / n
+        return jax.tree_util.tree_map(lambda a: a * jnp.asarray(scale, a.dtype), (value, grad))
+
+    def chunked(params, x, y):
+        n = x.shape[0]
+        count = n // (2 * chunk)
+        if count < 1:
+            return value_and_grad(params, x, y)
+        head = count * 2 * chunk
+
+        def body(total, xy):
+            # Two chunks per step: independent work that XLA's CPU runtime can overlap on
+            # two cores (~10% faster than one chunk per step).
+            xs, ys = xy
+            first, second = weighted(params, xs[0], ys[0], n), weighted(params, xs[1], ys[1], n)
+            return jax.tree_util.tree_map(lambda t, a, b: t + a + b, total, first, second), None
+
+        shapes = jax.eval_shape(value_and_grad, params, x[:chunk], y[:chunk])
+        zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        xs = x[:head].reshape(count, 2, chunk, *x.shape[1:])  # (pairs, 2, chunk, 784)
+        total, _ = jax.lax.scan(body, zero, (xs, y[:head].reshape(count, 2, chunk)))
+        if head < n:
+            rest = weighted(params, x[head:], y[head:], n)
+            total = jax.tree_util.tree_map(jnp.add, total, rest)
+        return total
+
+    return chunked
+
+
+def make_train_epoch(
+    config: Config, step: Callable, sharding: jax.sharding.Sharding | None = None
+) -> Callable:
     """Return the jitted training call for (part of) one epoch.
 
     Signature: train_epoch(params, opt_state, x, y, key, first, *, num_steps) ->
     (params, opt_state, loss_sum), with x (N, 784) uint8 and y (N,) int32 the whole training
     split on the device, `key` the epoch's shuffle key and `first` (a device int32) the
-    index of the first batch to run. It shuffles the split with one gather, then scans
-    `num_steps` contiguous batches. With batch_size = "full" each of the `num_steps`
-    iterations sees the whole split, unshuffled. Params and optimiser state are donated.
+    index of the first batch to run. It draws one permutation of the split, then scans
+    `num_steps` contiguous batches of it, gathering each batch inside the loop. With
+    batch_size = "full" each of the `num_steps` iterations sees the whole split, unshuffled.
+    Params and optimiser state are donated.
+    With `sharding` (a replicated `NamedSharding` over a mesh with a "data" axis; see
+    `runtime.placement`) each batch is split across the mesh's devices, params replicated.
     """
+    split = partial(_split_batch, sharding)
 
     def train_epoch(params, opt_state, x, y, key, first, *, num_steps):
         if config.full_batch:
 
             def full_body(carry, _):
-                params, opt_state, value = step(*carry, x, y)
+                params, opt_state, value = step(*carry, split(x, 0), split(y, 0))
                 return (params, opt_state), value
 
             (params, opt_state), values = jax.lax.scan(
@@ -274,17 +331,29 @@ def make_train_epoch(config: Config, step: Callable) -> Callable:
         batch = config.batch_size
         order = jax.random.permutation(key, x.shape[0])
         take = jax.lax.dynamic_slice_in_dim(order, first * batch, num_steps * batch)
-        xs = x[take].reshape(num_steps, batch, x.shape[1])  # (steps, batch, 784)
-        ys = y[take].reshape(num_steps, batch)
+        take = take.reshape(num_steps, batch)  # (steps, batch) image indices
 
-        def body(carry, xy):
-            params, opt_state, value = step(*carry, *xy)
+        def body(carry, idx):
+            # Gathering each batch inside the loop keeps it in cache; gathering the whole
+            # epoch first writes and re-reads a shuffled copy of the set (~15% slower).
+            params, opt_state, value = step(*carry, split(x[idx], 0), split(y[idx], 0))
             return (params, opt_state), value
 
-        (params, opt_state), values = jax.lax.scan(body, (params, opt_state), (xs, ys))
+        (params, opt_state), values = jax.lax.scan(body, (params, opt_state), take)
         return params, opt_state, jnp.sum(values)
 
     return jax.jit(train_epoch, static_argnames="num_steps", donate_argnums=(0, 1))
+
+
+def _split_batch(sharding: jax.sharding.Sharding | None, a: jax.Array, axis: int) -> jax.Array:
+    """Constrain `a` to be split along `axis` over the "data" axis of `sharding`'s mesh."""
+    if not isinstance(sharding, jax.sharding.NamedSharding) or sharding.mesh.size == 1:
+        return a
+    spec = [None] * a.ndim
+    spec[axis] = "data"
+    return jax.lax.with_sharding_constraint(
+        a, jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*spec))
+    )
 
 
 def make_evaluate(config: Config) -> Callable:
@@ -330,7 +399,10 @@ class RunState:
 
 def init_state(config: Config, init_key: jax.Array, optimizer, device: jax.Device) -> RunState:
     """Draw the config's initial parameters on `device` and the optimiser's state."""
-    with jax.default_device(device):
+    first_device = (
+        device if isinstance(device, jax.Device) else min(device.device_set, key=lambda d: d.id)
+    )
+    with jax.default_device(first_device):
         params = model.init_params(
             init_key,
             checkpoint.layer_sizes(config),
@@ -380,7 +452,8 @@ def train_and_evaluate(
         config: the resolved config.
         out_dir: the run folder (checkpoint.npz, metrics.jsonl, summary.json), or None to
             write nothing.
-        device: where to train; JAX's default device when None.
+        device: where to train: a device, or a replicated sharding over several devices for
+            data parallelism (`runtime.placement`); JAX's default device when None.
         log: receives one line per epoch and the final results.
         progress: called with (steps done, steps per epoch) as an epoch advances; when given,
             each epoch is split into a few jitted calls so the callback can fire.
@@ -406,7 +479,7 @@ def _train_and_evaluate(
     num_train = int(run.train.x.shape[0])
     optimizer = make_optimizer(config, num_train)
     loss_fn = make_loss(config, num_train)
-    train_epoch = make_train_epoch(config, make_step(config, loss_fn, optimizer))
+    train_epoch = make_train_epoch(config, make_step(config, loss_fn, optimizer), device)
     evaluate = make_evaluate(config)
     state = init_state(config, keys["init"], optimizer, device)
     if resume is not None:

@@ -1,0 +1,533 @@
+"""Side-by-side timing of the trainer against its peers and against the machine's limits.
+
+One run trains the same model, on the same images, for the same number of plain-SGD steps
+(momentum 0, constant learning rate) with each peer:
+
+- ``mnist-jax``: the real training path (`train.make_train_epoch`: one jitted call per epoch);
+- ``numpy-f32`` / ``numpy-f64``: the hand-written NumPy backprop in `mnist_jax.reference`;
+- ``torch-eager``: PyTorch on the CPU, nn.Linear layers and optim.SGD (when torch is installed);
+- ``jit-per-step``: a jitted update called once per batch from Python, each batch sliced on
+  the host, as in JAX's own MNIST example;
+- ``limit``: the least time the workload's FLOPs and bytes need at the machine's measured
+  matrix-multiply rate and memory bandwidth.
+
+Each peer is warmed up once, then timed `repeats` times; the median is reported, compile time
+separately. Ratios are peer time / mnist-jax time (above 1: mnist-jax is faster) and, for the
+limit, limit time / mnist-jax time (the fraction of the machine's peak reached).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mnist_jax import data, train
+from mnist_jax.config import Config
+from mnist_jax.errors import ConfigError
+
+Log = Callable[[str], None]
+PEERS = ("mnist-jax", "numpy-f32", "numpy-f64", "torch-eager", "jit-per-step", "limit")
+# Every result row carries these keys (None where a value does not apply).
+ROW_KEYS = ("peer", "median_s", "times_s", "compile_s", "ratio", "note")
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """One thing to time: a model shape, a batch size and how much training."""
+
+    name: str
+    description: str
+    hidden: tuple[int, ...]
+    batch_size: int | str  # "full": full-batch gradient descent
+    iterations: int = 1  # full-batch iterations (one epoch when batch_size is an integer)
+    images: int | None = None  # training images used (None: the whole training split)
+
+
+WORKLOADS = {
+    "tiny": Workload("tiny", "784-10-10, batch 128, one epoch (dispatch-bound)", (10,), 128),
+    "wide": Workload("wide", "784-1000-10, batch 128, one epoch (compute-bound)", (1000,), 128),
+    "fullbatch": Workload(
+        "fullbatch",
+        "784-10-10 full-batch GD on 41,000 images, 100 iterations",
+        (10,),
+        "full",
+        iterations=100,
+        images=41_000,
+    ),  # fmt: skip
+    "default": Workload("default", "the default 784-512-10, batch 128, one epoch", (512,), 128),
+    "sweep": Workload("sweep", "8 tiny models at once (vmap) vs one after another", (10,), 128),
+}
+LR = 0.1
+SWEEP_MODELS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """How big and how careful a benchmark run is."""
+
+    repeats: int = 5
+    quick: bool = False  # a tiny size for tests: few images, few iterations, small GEMM
+
+    @property
+    def max_images(self) -> int | None:
+        return 1024 if self.quick else None
+
+    @property
+    def gemm_size(self) -> int:
+        return 256 if self.quick else 2048
+
+    @property
+    def copy_bytes(self) -> int:
+        return (8 if self.quick else 256) * 2**20
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def time_runs(prepare: Callable[[], Any], run: Callable[[Any], Any], repeats: int) -> list[float]:
+    """Time `run(prepare())` `repeats` times after one warm-up; `prepare` is not timed."""
+    run(prepare())
+    times = []
+    for _ in range(repeats):
+        args = prepare()
+        started = time.perf_counter()
+        run(args)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def row(peer: str, times: Sequence[float] | None, compile_s: float | None = None, note: str = ""):
+    """One result row; `times` None means the peer was skipped (the note says why)."""
+    return {
+        "peer": peer,
+        "median_s": statistics.median(times) if times else None,
+        "times_s": list(times) if times else None,
+        "compile_s": compile_s,
+        "ratio": None,
+        "note": note,
+    }
+
+
+# ----------------------------------------------------------------------------- the machine
+
+
+def measure_limits(options: Options, device: jax.Device) -> dict[str, Any]:
+    """Measure float32 GEMM FLOP/s (NumPy and XLA, the better wins) and copy bandwidth."""
+    n = options.gemm_size
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    numpy_s = min(time_runs(lambda: None, lambda _: a @ b, 5))  # the best seen: a limit
+    dot = jax.jit(jnp.dot)
+    da, db = jax.device_put((a, b), device)
+    xla_s = min(time_runs(lambda: None, lambda _: dot(da, db).block_until_ready(), 5))
+    flops = 2.0 * n**3
+    src = np.ones(options.copy_bytes // 4, np.float32)
+    dst = np.empty_like(src)
+    copy_s = min(time_runs(lambda: None, lambda _: np.copyto(dst, src), 3))
+    return {
+        "gemm_size": n,
+        "numpy_gemm_flops": flops / numpy_s,
+        "xla_gemm_flops": flops / xla_s,
+        "peak_flops": max(flops / numpy_s, flops / xla_s),
+        "copy_bandwidth_bytes": 2.0 * src.nbytes / copy_s,  # read + write
+    }
+
+
+def machine_info(device: jax.Device) -> dict[str, Any]:
+    """The device, CPU model, core count and library versions of this run."""
+    versions = {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "numpy": np.__version__,
+    }
+    try:
+        import torch
+
+        versions["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return {
+        "device": f"{device.platform}: {device.device_kind}",
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "versions": versions,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def workload_cost(sizes: Sequence[int], batch: int, steps: int, full: bool) -> dict[str, float]:
+    """FLOPs and the least bytes moved by `steps` SGD steps of an MLP of layer `sizes`.
+
+    Per example: forward 2*in*out per layer, weight gradients the same, input gradients the
+    same except for the first layer (no gradient is needed for the images). Bytes: the uint8
+    images (read once per epoch; twice per iteration when full-batch, once forward and once
+    for the first layer's weight gradient) plus reading and writing the float32 params each
+    step.
+    """
+    products = [i * o for i, o in zip(sizes[:-1], sizes[1:])]
+    per_example = 2 * (3 * sum(products) - products[0])
+    params = sum(products) + sum(sizes[1:])
+    image_reads = 2 if full else 1
+    return {
+        "flops": float(per_example * batch * steps),
+        "bytes": float(image_reads * batch * steps * sizes[0] + 2 * 4 * params * steps),
+    }
+
+
+# ----------------------------------------------------------------------------- the peers
+
+
+def bench_config(workload: Workload, base: Config, num_images: int) -> Config:
+    """The trainer's config for `workload`: plain SGD, constant lr, no validation split."""
+    full = workload.batch_size == "full"
+    return base.replace(
+        hidden=list(workload.hidden),
+        batch_size=workload.batch_size,
+        epochs=workload.iterations if full else 1,
+        eval_every=workload.iterations if full else 1,
+        lr=LR,
+        momentum=0.0,
+        nesterov=False,
+        schedule="constant",
+        l2=0.0,
+        activation="relu",
+        output="softmax",
+        dtype="float32",
+        train_size=num_images,
+        validation_size=0,
+    )
+
+
+def _steps(config: Config, n: int) -> int:
+    return config.epochs if config.full_batch else n // config.batch_size
+
+
+def jax_epoch(config: Config, x: np.ndarray, y: np.ndarray, device: jax.Device):
+    """Compile the trainer's epoch for `config` on (x, y); return (compile_s, prepare, run)."""
+    n = len(x)
+    keys = train.root_keys(config)
+    optimizer = train.make_optimizer(config, n)
+    loss_fn = train.make_loss(config, n)
+    epoch = train.make_train_epoch(config, train.make_step(config, loss_fn, optimizer))
+    state = train.init_state(config, keys["init"], optimizer, device)
+    split = train.to_device(x, y, device)
+    key = jax.device_put(jax.random.fold_in(keys["shuffle"], 0), device)
+    first = jax.device_put(np.int32(0), device)
+    started = time.perf_counter()
+    compiled = epoch.lower(
+        state.params, state.opt_state, split.x, split.y, key, first, num_steps=_steps(config, n)
+    ).compile()
+    compile_s = time.perf_counter() - started
+
+    def start(state: train.RunState) -> Callable[[], Any]:
+        return lambda: jax.tree_util.tree_map(jnp.copy, (state.params, state.opt_state))
+
+    def run(args):
+        jax.block_until_ready(compiled(*args, split.x, split.y, key, first))
+
+    def fresh(seed: int) -> Callable[[], Any]:
+        """`prepare` for the same model drawn from another seed (same compiled epoch)."""
+        init_key = train.root_keys(config.replace(seed=seed))["init"]
+        return start(train.init_state(config, init_key, optimizer, device))
+
+    return compile_s, start(state), run, state, fresh
+
+
+def jit_per_step(config: Config, x: np.ndarray, y: np.ndarray, state, device: jax.Device):
+    """A jitted update called once per batch, the batch sliced from host arrays each step."""
+    n = len(x)
+    optimizer = train.make_optimizer(config, n)
+    update = jax.jit(
+        train.make_step(config, train.make_loss(config, n), optimizer), donate_argnums=(0, 1)
+    )
+    steps, batch = _steps(config, n), config.batch_size
+    resident = train.to_device(x, y, device) if config.full_batch else None
+    rng = np.random.default_rng(0)
+
+    def prepare():
+        return jax.tree_util.tree_map(jnp.copy, (state.params, state.opt_state))
+
+    def run(args):
+        params, opt_state = args
+        order = None if config.full_batch else rng.permutation(n)
+        for i in range(steps):
+            if resident is not None:
+                xb, yb = resident
+            else:
+                take = order[i * batch : (i + 1) * batch]
+                xb, yb = x[take], y[take]
+            params, opt_state, loss = update(params, opt_state, xb, yb)
+        jax.block_until_ready(loss)
+
+    started = time.perf_counter()
+    run(prepare())  # the first call compiles
+    return time.perf_counter() - started, prepare, run
+
+
+def numpy_reference(config: Config, x: np.ndarray, y: np.ndarray, params0, dtype):
+    """The NumPy backprop trainer on the same images and initial params, in `dtype`."""
+    from mnist_jax import reference
+
+    n = len(x)
+    xf = x.astype(dtype) * dtype(config.input_scale)  # scaled once, as the notebooks do
+    labels = y.astype(np.int64)
+    common = {"activation": "relu", "output": "softmax", "l2": 0.0, "num_train": n}
+    rng = np.random.default_rng(0)
+
+    def prepare():
+        return [{k: np.array(v, dtype=dtype) for k, v in layer.items()} for layer in params0]
+
+    def run(params):
+        if config.full_batch:
+            reference.gradient_descent(
+                params, xf, labels, lr=config.lr, steps=config.epochs, **common
+            )
+        else:
+            order = rng.permutation(n)  # the shuffle is part of the epoch, as in the trainer
+            reference.sgd_epoch(
+                params, xf[order], labels[order], lr=config.lr, batch_size=config.batch_size,
+                **common,
+            )  # fmt: skip
+
+    return prepare, run
+
+
+def torch_eager(config: Config, x: np.ndarray, y: np.ndarray, params0):
+    """PyTorch the idiomatic way: nn.Linear layers, F.cross_entropy, optim.SGD, eager."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    n = len(x)
+    xt = torch.from_numpy(x.astype(np.float32)).mul_(config.input_scale)
+    yt = torch.from_numpy(y.astype(np.int64))
+    steps, generator = _steps(config, n), torch.Generator().manual_seed(0)
+
+    def prepare():
+        layers: list[nn.Module] = []
+        for layer in params0:
+            linear = nn.Linear(*layer["w"].shape)
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(np.array(layer["w"].T)))
+                linear.bias.copy_(torch.from_numpy(np.array(layer["b"])))
+            layers += [linear, nn.ReLU()]
+        net = nn.Sequential(*layers[:-1])
+        return net, torch.optim.SGD(net.parameters(), lr=config.lr)
+
+    def run(args):
+        net, optimizer = args
+        if config.full_batch:
+            batches = [(xt, yt)] * steps
+        else:
+            order = torch.randperm(n, generator=generator)
+            xs, ys, b = xt[order], yt[order], config.batch_size
+            batches = ((xs[i * b : (i + 1) * b], ys[i * b : (i + 1) * b]) for i in range(steps))
+        for xb, yb in batches:
+            optimizer.zero_grad()
+            F.cross_entropy(net(xb), yb).backward()
+            optimizer.step()
+
+    return prepare, run
+
+
+# ----------------------------------------------------------------------------- workloads
+
+
+def run_workload(
+    workload: Workload,
+    base: Config,
+    host: tuple[np.ndarray, np.ndarray],
+    limits: dict[str, Any],
+    options: Options,
+    device: jax.Device,
+    log: Log,
+) -> dict[str, Any]:
+    """Time every peer on one workload; return its record with rows and ratios."""
+    images = min(len(host[0]), workload.images or len(host[0]), options.max_images or 10**9)
+    iterations = min(workload.iterations, 3) if options.quick else workload.iterations
+    config = bench_config(dataclasses.replace(workload, iterations=iterations), base, images)
+    x, y = host[0][:images].reshape(images, -1), host[1][:images].astype(np.int32)
+    steps = _steps(config, images)
+    batch = images if config.full_batch else config.batch_size
+    sizes = (784, *workload.hidden, 10)
+    cost = workload_cost(sizes, batch, steps, config.full_batch)
+    log(f"{workload.name}: {workload.description}; {images:,} images, {steps} steps")
+    if workload.name == "sweep":
+        rows = sweep_rows(config, x, y, options, device)
+    else:
+        rows = peer_rows(config, x, y, options, device, log)
+        limit_s = max(
+            cost["flops"] / limits["peak_flops"], cost["bytes"] / limits["copy_bandwidth_bytes"]
+        )
+        rows.append(row("limit", [limit_s], note="max(FLOPs / GEMM rate, bytes / copy rate)"))
+    ours = rows[0]["median_s"]
+    for r in rows[1:]:
+        if r["median_s"] is not None:
+            r["ratio"] = r["median_s"] / ours
+    return {
+        "name": workload.name,
+        "description": workload.description,
+        "images": images,
+        "batch_size": batch,
+        "steps": steps,
+        "sizes": list(sizes),
+        **cost,
+        "rows": rows,
+    }
+
+
+def peer_rows(config, x, y, options: Options, device, log: Log) -> list[dict[str, Any]]:
+    """Time mnist-jax, the NumPy reference, PyTorch and the per-step jit loop."""
+    repeats = options.repeats
+    compile_s, prepare, run, state, _ = jax_epoch(config, x, y, device)
+    rows = [row("mnist-jax", time_runs(prepare, run, repeats), compile_s)]
+    params0 = jax.device_get(state.params)
+    for name, dtype in (("numpy-f32", np.float32), ("numpy-f64", np.float64)):
+        try:
+            prepare_np, run_np = numpy_reference(config, x, y, params0, dtype)
+        except ImportError:
+            rows.append(row(name, None, note="mnist_jax.reference not found"))
+            continue
+        rows.append(row(name, time_runs(prepare_np, run_np, repeats)))
+    try:
+        prepare_t, run_t = torch_eager(config, x, y, params0)
+        rows.append(row("torch-eager", time_runs(prepare_t, run_t, repeats)))
+    except ImportError:
+        rows.append(row("torch-eager", None, note="torch not installed: pip install torch"))
+    compile_s, prepare_j, run_j = jit_per_step(config, x, y, state, device)
+    rows.append(row("jit-per-step", time_runs(prepare_j, run_j, repeats), compile_s))
+    log("  " + "  ".join(f"{r['peer']} {_seconds(r['median_s'])}" for r in rows))
+    return rows
+
+
+def sweep_rows(config, x, y, options: Options, device) -> list[dict[str, Any]]:
+    """Time K models trained at once by `mnist_jax.sweep` against K single-model epochs."""
+    from mnist_jax import sweep
+
+    seeds = list(range(SWEEP_MODELS))
+    configs = [config.replace(seed=s) for s in seeds]
+    compile_s, prepare, run = sweep.bench_epoch(configs, x, y, device)
+    rows = [row(f"sweep-x{SWEEP_MODELS}", time_runs(prepare, run, options.repeats), compile_s)]
+    compile_s, _, run_one, _, fresh = jax_epoch(config, x, y, device)
+    starts = [fresh(s) for s in seeds]
+
+    def run_all(states):
+        for state in states:
+            run_one(state)
+
+    times = time_runs(lambda: [p() for p in starts], run_all, options.repeats)
+    rows.append(row(f"mnist-jax-x{SWEEP_MODELS}", times, compile_s, note="one after another"))
+    return rows
+
+
+def run_benchmark(
+    workloads: Sequence[str] = ("tiny", "wide", "fullbatch", "default", "sweep"),
+    *,
+    dataset: str = "mnist",
+    data_dir: str | None = None,
+    options: Options = Options(),
+    log: Log = print,
+) -> dict[str, Any]:
+    """Run the named workloads; return the JSON-ready report (machine, limits, workloads).
+
+    Raises:
+        ConfigError: an unknown workload name or a repeat count below 1.
+    """
+    unknown = [w for w in workloads if w not in WORKLOADS]
+    if unknown:
+        raise ConfigError(f"unknown workload '{unknown[0]}': choose from {', '.join(WORKLOADS)}")
+    if options.repeats < 1:
+        raise ConfigError(f"--repeats must be at least 1, got {options.repeats}")
+    device = jax.devices()[0]
+    base = Config(name="bench", dataset=dataset, data_dir=data_dir)
+    dataset_ = train.load_dataset(base, log)
+    splits = train.split_host_data(base.replace(validation_size=0), dataset_, jax.random.key(0))
+    limits = measure_limits(options, device)
+    log(
+        f"limits: GEMM {limits['peak_flops'] / 1e9:.1f} GFLOP/s, "
+        f"copy {limits['copy_bandwidth_bytes'] / 1e9:.1f} GB/s"
+    )
+    report = {
+        "dataset": dataset_.name,
+        "repeats": options.repeats,
+        "quick": options.quick,
+        "machine": machine_info(device),
+        "limits": limits,
+        "workloads": [
+            run_workload(WORKLOADS[w], base, splits["train"], limits, options, device, log)
+            for w in workloads
+        ],
+    }
+    return report
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def format_table(report: dict[str, Any]) -> list[str]:
+    """Render the report as a Markdown table, one row per workload and peer."""
+    machine = report["machine"]
+    lines = [
+        f"{machine['cpu']} ({machine['cores']} cores), {machine['device']}, "
+        f"jax {machine['versions']['jax']}, dataset {report['dataset']}, "
+        f"median of {report['repeats']}",
+        "",
+        "| workload | peer | median | compile | peer / mnist-jax | note |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for w in report["workloads"]:
+        for r in w["rows"]:
+            ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+            lines.append(
+                f"| {w['name']} | {r['peer']} | {_seconds(r['median_s'])} | "
+                f"{_seconds(r['compile_s'])} | {ratio} | {r['note']} |"
+            )
+    return lines
+
+
+def bench_command(
+    workloads: str, repeats: int, quick: bool, json_path: Path | None, dataset: str,
+    data_dir: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """What `mnist-jax bench` does: run, print the table, write the JSON."""
+    names = [w.strip() for w in workloads.split(",") if w.strip()]
+    report = run_benchmark(
+        names, dataset=dataset, data_dir=data_dir, options=Options(repeats, quick), log=_note
+    )
+    print("\n".join(format_table(report)))
+    if json_path is not None:
+        data.atomic_write_bytes(json_path, (json.dumps(report, indent=2) + "\n").encode())
+    return report
+
+
+def _note(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,52 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from mnist_jax import bench
+from mnist_jax.cli import app
+
+
+def test_quick_benchmark_writes_every_column_as_json(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench", "--quick", "--repeats", "1", "--dataset", "sample",
+            "--workloads", "tiny,fullbatch,sweep", "--json", str(out),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert {"device", "cpu", "cores", "versions"} <= set(report["machine"])
+    assert report["limits"]["peak_flops"] > 0 and report["limits"]["copy_bandwidth_bytes"] > 0
+    assert [w["name"] for w in report["workloads"]] == ["tiny", "fullbatch", "sweep"]
+    for workload in report["workloads"]:
+        rows = workload["rows"]
+        for r in rows:
+            assert set(r) == set(bench.ROW_KEYS)
+        ours = rows[0]
+        assert ours["median_s"] > 0 and ours["compile_s"] > 0 and ours["ratio"] is None
+        for r in rows[1:]:
+            # A skipped peer (torch absent) says why; a timed one has a positive ratio.
+            assert (r["median_s"] is None and r["note"]) or r["ratio"] > 0
+    peers = [r["peer"] for r in report["workloads"][0]["rows"]]
+    assert peers == list(bench.PEERS)
+    assert workload["name"] == "sweep" and len(workload["rows"]) == 2
+    assert "| tiny | mnist-jax |" in result.output
+
+
+def test_workload_cost_counts_forward_and_backward_products():
+    # 784-10-10: forward 7,840 + 100 multiply-adds; backward the same for the weights, and
+    # 100 more for the hidden layer's input gradient (none for the images).
+    cost = bench.workload_cost((784, 10, 10), batch=128, steps=2, full=False)
+    assert cost["flops"] == 2 * (3 * 7940 - 7840) * 128 * 2
+    params = 7840 + 10 + 100 + 10
+    assert cost["bytes"] == 128 * 2 * 784 + 2 * 4 * params * 2
+    full = bench.workload_cost((784, 10, 10), batch=1000, steps=1, full=True)
+    assert full["bytes"] == 2 * 1000 * 784 + 2 * 4 * params
+
+
+def test_unknown_workload_is_a_config_error():
+    with pytest.raises(bench.ConfigError, match="unknown workload 'huge'"):
+        bench.run_benchmark(["huge"])

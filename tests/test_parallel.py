@@ -1,0 +1,74 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from mnist_jax import runtime
+from mnist_jax.errors import MnistJaxError
+from tests.conftest import ROOT, SMOKE
+
+# XLA reads the fake device count when JAX starts, so the check runs in a fresh process.
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax, numpy as np
+    from mnist_jax import checkpoint, runtime, train
+    from mnist_jax.config import load_config
+
+    config = load_config(sys.argv[1], {"epochs": 2, "train_size": 2048, "batch_size": 64})
+    out = sys.argv[2]
+    one = train.train_and_evaluate(config, out + "/one", device=jax.devices()[0], log=print)
+    four = train.train_and_evaluate(
+        config, out + "/four", device=runtime.placement("cpu", 4), log=print
+    )
+    a, b = checkpoint.load(out + "/one"), checkpoint.load(out + "/four")
+    diff = max(
+        float(np.max(np.abs(x[k] - y[k]))) for x, y in zip(a.params, b.params) for k in x
+    )
+    # The epoch that ran really splits each batch: its program sums gradients across devices.
+    sharding = runtime.placement("cpu", 4)
+    run = train.prepare_data(config, train.root_keys(config)["data"], sharding, log=print)
+    n = int(run.train.x.shape[0])
+    opt = train.make_optimizer(config, n)
+    epoch = train.make_train_epoch(
+        config, train.make_step(config, train.make_loss(config, n), opt), sharding
+    )
+    state = train.init_state(config, train.root_keys(config)["init"], opt, sharding)
+    text = epoch.lower(
+        state.params, state.opt_state, run.train.x, run.train.y, jax.random.key(0),
+        np.int32(0), num_steps=4,
+    ).compile().as_text()
+    print(json.dumps({
+        "devices": len(jax.devices()), "diff": diff, "all_reduce": "all-reduce" in text,
+        "loss": [one["test_loss"], four["test_loss"]],
+        "accuracy": [one["test_accuracy"], four["test_accuracy"]],
+    }))
+    """
+)
+
+
+def test_data_parallel_run_on_four_devices_equals_one_device(tmp_path):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(SMOKE), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["devices"] == 4
+    assert result["all_reduce"]
+    assert result["diff"] < 1e-4
+    assert result["loss"][1] == pytest.approx(result["loss"][0], rel=1e-4)
+    assert abs(result["accuracy"][1] - result["accuracy"][0]) <= 0.002
+
+
+def test_placement_refuses_more_devices_than_visible():
+    with pytest.raises(MnistJaxError, match="--devices 99"):
+        runtime.placement("cpu", 99)

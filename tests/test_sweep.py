@@ -1,0 +1,66 @@
+import jax
+import numpy as np
+import pytest
+
+from mnist_jax import sweep, train
+from mnist_jax.config import load_config
+from mnist_jax.errors import ConfigError
+from tests.conftest import SMOKE
+
+SEEDS, LRS = (0, 3), (0.05, 0.2)
+
+
+def one_by_one(config, seed, lr):
+    """Train one model of the sweep with the trainer's own pieces, as a single run would."""
+    config = config.replace(lr=lr)
+    keys = train.root_keys(config)
+    device = jax.devices()[0]
+    run = train.prepare_data(config, keys["data"], device, log=lambda _: None)
+    n = int(run.train.x.shape[0])
+    optimizer = train.make_optimizer(config, n)
+    epoch = train.make_train_epoch(
+        config, train.make_step(config, train.make_loss(config, n), optimizer)
+    )
+    init_key = train.root_keys(config.replace(seed=seed))["init"]
+    state = train.init_state(config, init_key, optimizer, device)
+    params, opt_state = state.params, state.opt_state
+    steps = train.steps_per_epoch(config, n)
+    for e in range(config.epochs):
+        key = jax.random.fold_in(keys["shuffle"], e)
+        params, opt_state, _ = epoch(
+            params, opt_state, run.train.x, run.train.y, key, np.int32(0), num_steps=steps
+        )
+    loss_sum, correct, count = train.make_evaluate(config)(params, run.test)
+    return float(loss_sum / count), float(correct / count)
+
+
+def test_sweep_models_equal_the_same_models_trained_one_by_one():
+    # The default recipe's Nesterov momentum and cosine schedule, so the traced lr is
+    # checked through the schedule, not only through plain SGD.
+    config = load_config(SMOKE, {"epochs": 2, "train_size": 1500, "test_size": 500})
+    rows = sweep.run_sweep(config, SEEDS, LRS, log=lambda _: None)
+    assert [(r["seed"], r["lr"]) for r in rows] == [(s, lr) for s in SEEDS for lr in LRS]
+    for r in rows:
+        loss, accuracy = one_by_one(config, r["seed"], r["lr"])
+        assert r["test_loss"] == pytest.approx(loss, rel=1e-4)
+        assert r["test_accuracy"] == pytest.approx(accuracy, abs=2 / 500)
+    # The models really differ: another seed or lr gives another result.
+    assert len({round(r["test_loss"], 6) for r in rows}) == len(rows)
+
+
+def test_sweep_rejects_lbfgs_and_empty_grids():
+    config = load_config(SMOKE)
+    with pytest.raises(ConfigError, match="SGD"):
+        sweep.run_sweep(config.replace(optimizer="lbfgs", batch_size="full"), [0], [1.0])
+    with pytest.raises(ConfigError, match="at least one"):
+        sweep.run_sweep(config, [], [0.1])
+
+
+def test_sweep_command_rejects_a_bad_seed_list_in_one_line():
+    from typer.testing import CliRunner
+
+    from mnist_jax.cli import app
+
+    result = CliRunner().invoke(app, ["sweep", "--seeds", "0,x", "--dataset", "sample"])
+    assert result.exit_code == 2
+    assert "error: --seeds must be comma-separated numbers" in result.output
