@@ -65,7 +65,12 @@ WORKLOADS = {
         iterations=100,
         images=41_000,
     ),  # fmt: skip
-    "default": Workload("default", "the default 784-512-10, batch 128, one epoch", (512,), 128),
+    "default": Workload(
+        "default",
+        f"the default {'-'.join(map(str, (784, *Config().hidden, 10)))}, batch 128, one epoch",
+        Config().hidden,
+        128,
+    ),
     "sweep": Workload("sweep", "8 tiny models at once (vmap) vs one after another", (10,), 128),
 }
 LR = 0.1
