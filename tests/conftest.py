@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import pytest
@@ -30,3 +31,27 @@ def full_mnist() -> Path:
     if not folder or not Path(folder).is_dir():
         pytest.skip("full MNIST not available: set MNIST_JAX_DATA to the folder of the IDX files")
     return Path(folder)
+
+
+def trainer_pieces(config, init_key=None) -> SimpleNamespace:
+    """Build a run's pieces the way `train.train_and_evaluate` does, for tests that drive them.
+
+    Returns run (device data), num_train, optimizer, loss_fn, epoch (the jitted epoch), state
+    (initial params and optimiser state), keys and device. `init_key` replaces the config's.
+    """
+    from mnist_jax import train
+
+    keys = train.root_keys(config)
+    device = jax.devices()[0]
+    run = train.prepare_data(config, keys["data"], device, log=lambda _: None)
+    num_train = int(run.train.x.shape[0])
+    optimizer = train.make_optimizer(config, num_train)
+    loss_fn = train.make_loss(config, num_train)
+    epoch = train.make_train_epoch(config, train.make_step(config, loss_fn, optimizer))
+    state = train.init_state(
+        config, keys["init"] if init_key is None else init_key, optimizer, device
+    )
+    return SimpleNamespace(
+        run=run, num_train=num_train, optimizer=optimizer, loss_fn=loss_fn, epoch=epoch,
+        state=state, keys=keys, device=device,
+    )  # fmt: skip

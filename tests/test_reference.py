@@ -16,7 +16,7 @@ from mnist_jax import model, reference, train
 from mnist_jax.config import load_config
 from mnist_jax.errors import MnistJaxError
 from mnist_jax.gradcheck import TOLERANCE, relative_error
-from tests.conftest import SMOKE
+from tests.conftest import SMOKE, trainer_pieces
 
 F64 = TOLERANCE["float64"]
 
@@ -123,15 +123,15 @@ def full_batch_config(**changes):
 def trainer_run(config, num_steps):
     """Run the trainer's jitted epoch once; return (initial params, final params, losses, data)."""
     with jax.enable_x64(True):
-        keys = train.root_keys(config)
-        device = jax.devices()[0]
-        run = train.prepare_data(config, keys["data"], device, log=lambda _: None)
-        n = int(run.train.x.shape[0])
-        optimizer = train.make_optimizer(config, n)
-        epoch = train.make_train_epoch(
-            config, train.make_step(config, train.make_loss(config, n), optimizer)
+        pieces = trainer_pieces(config)
+        run, n, epoch, state, keys, device = (
+            pieces.run,
+            pieces.num_train,
+            pieces.epoch,
+            pieces.state,
+            pieces.keys,
+            pieces.device,
         )
-        state = train.init_state(config, keys["init"], optimizer, device)
         start = jax.device_get(state.params)  # copied: the epoch donates its inputs
         epoch_key = jax.random.fold_in(keys["shuffle"], 0)
         params, _, losses = epoch(

@@ -5,7 +5,7 @@ import pytest
 from mnist_jax import sweep, train
 from mnist_jax.config import load_config
 from mnist_jax.errors import ConfigError
-from tests.conftest import SMOKE
+from tests.conftest import SMOKE, trainer_pieces
 
 SEEDS, LRS = (0, 3), (0.05, 0.2)
 
@@ -13,18 +13,10 @@ SEEDS, LRS = (0, 3), (0.05, 0.2)
 def one_by_one(config, seed, lr):
     """Train one model of the sweep with the trainer's own pieces, as a single run would."""
     config = config.replace(lr=lr)
-    keys = train.root_keys(config)
-    device = jax.devices()[0]
-    run = train.prepare_data(config, keys["data"], device, log=lambda _: None)
-    n = int(run.train.x.shape[0])
-    optimizer = train.make_optimizer(config, n)
-    epoch = train.make_train_epoch(
-        config, train.make_step(config, train.make_loss(config, n), optimizer)
-    )
-    init_key = train.root_keys(config.replace(seed=seed))["init"]
-    state = train.init_state(config, init_key, optimizer, device)
-    params, opt_state = state.params, state.opt_state
-    steps = train.steps_per_epoch(config, n)
+    pieces = trainer_pieces(config, init_key=train.root_keys(config.replace(seed=seed))["init"])
+    run, epoch, keys = pieces.run, pieces.epoch, pieces.keys
+    params, opt_state = pieces.state.params, pieces.state.opt_state
+    steps = train.steps_per_epoch(config, pieces.num_train)
     for e in range(config.epochs):
         key = jax.random.fold_in(keys["shuffle"], e)
         params, opt_state, _ = epoch(

@@ -7,7 +7,7 @@ import pytest
 
 from mnist_jax import checkpoint, train
 from mnist_jax.config import load_config
-from tests.conftest import SMOKE
+from tests.conftest import SMOKE, trainer_pieces
 
 
 @pytest.fixture(scope="module")
@@ -50,21 +50,11 @@ def test_same_seed_gives_identical_parameters(tmp_path, smoke_run):
         np.testing.assert_array_equal(a["w"], b["w"])
 
 
-def make_pieces(config):
-    keys = train.root_keys(config)
-    device = jax.devices()[0]
-    run = train.prepare_data(config, keys["data"], device, log=lambda _: None)
-    n = int(run.train.x.shape[0])
-    optimizer = train.make_optimizer(config, n)
-    loss_fn = train.make_loss(config, n)
-    state = train.init_state(config, keys["init"], optimizer, device)
-    return run, optimizer, loss_fn, state, keys, device
-
-
 def test_one_sgd_step_lowers_the_loss_on_a_fixed_batch():
     config = load_config(SMOKE, {"momentum": 0.0, "nesterov": False})
-    run, optimizer, loss_fn, state, _, _ = make_pieces(config)
-    step = jax.jit(train.make_step(config, loss_fn, optimizer))
+    pieces = trainer_pieces(config)
+    run, loss_fn, state = pieces.run, pieces.loss_fn, pieces.state
+    step = jax.jit(train.make_step(config, loss_fn, pieces.optimizer))
     x, y = run.train.x[:256], run.train.y[:256]
     before = loss_fn(state.params, x, y)
     params, _, value = step(state.params, state.opt_state, x, y)
@@ -74,8 +64,14 @@ def test_one_sgd_step_lowers_the_loss_on_a_fixed_batch():
 
 def test_epoch_compiles_once_and_makes_no_implicit_transfer():
     config = load_config(SMOKE, {"epochs": 3})
-    run, optimizer, loss_fn, state, keys, device = make_pieces(config)
-    epoch = train.make_train_epoch(config, train.make_step(config, loss_fn, optimizer))
+    pieces = trainer_pieces(config)
+    run, epoch, state, keys, device = (
+        pieces.run,
+        pieces.epoch,
+        pieces.state,
+        pieces.keys,
+        pieces.device,
+    )
     steps = train.steps_per_epoch(config, int(run.train.x.shape[0]))
     first = jax.device_put(np.int32(0), device)
     params, opt_state = state.params, state.opt_state
@@ -111,8 +107,14 @@ def test_progress_segments_cover_the_epoch_with_at_most_two_lengths():
 
 def test_segmented_epoch_equals_one_call_epoch():
     config = load_config(SMOKE, {"epochs": 1})
-    run, optimizer, loss_fn, state, keys, device = make_pieces(config)
-    epoch = train.make_train_epoch(config, train.make_step(config, loss_fn, optimizer))
+    pieces = trainer_pieces(config)
+    run, epoch, state, keys, device = (
+        pieces.run,
+        pieces.epoch,
+        pieces.state,
+        pieces.keys,
+        pieces.device,
+    )
     steps = train.steps_per_epoch(config, int(run.train.x.shape[0]))
     epoch_key = jax.device_put(jax.random.fold_in(keys["shuffle"], 0), device)
     copy = jax.tree_util.tree_map(jnp.copy, (state.params, state.opt_state))
