@@ -19,7 +19,6 @@ limit, limit time / mnist-jax time (the fraction of the machine's peak reached).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import statistics
@@ -224,7 +223,8 @@ def bench_config(workload: Workload, base: Config, num_images: int) -> Config:
 
 
 def _steps(config: Config, n: int) -> int:
-    return config.epochs if config.full_batch else n // config.batch_size
+    """Steps in one timed call: the iterations when full-batch, else one epoch's batches."""
+    return config.epochs if config.full_batch else train.steps_per_epoch(config, n)
 
 
 def jax_epoch(config: Config, x: np.ndarray, y: np.ndarray, device: jax.Device):
@@ -528,7 +528,7 @@ def bench_command(
     )
     print("\n".join(format_table(report)))
     if json_path is not None:
-        data.atomic_write_bytes(json_path, (json.dumps(report, indent=2) + "\n").encode())
+        data.atomic_write_json(json_path, report)
     return report
 
 

@@ -10,7 +10,6 @@ from MNIST's training images, so the Kaggle seed system runs without Kaggle's fi
 from __future__ import annotations
 
 import gzip
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,7 +70,7 @@ def write_idx_folder(folder: Path, dataset: data.Dataset, fmt: str, source: str)
             "sha256": sums,
         }
         path = folder / data.IMPORT_MANIFEST
-        data.atomic_write_bytes(path, (json.dumps(manifest, indent=2) + "\n").encode())
+        data.atomic_write_json(path, manifest)
     except OSError as e:
         raise DataError(f"cannot write to {folder}: {e.strerror or e}") from None
     return [*written, path]

@@ -23,6 +23,7 @@ import urllib.request
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -359,6 +360,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_json(path: Path, value: Any) -> None:
+    """Write `value` as indented JSON with a final newline, atomically."""
+    atomic_write_bytes(path, (json.dumps(value, indent=2) + "\n").encode())
 
 
 def _umask() -> int:

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from mnist_jax import checkpoint
 from mnist_jax.data import atomic_write_bytes
 from mnist_jax.errors import MnistJaxError
 
@@ -59,18 +58,18 @@ def plot_run(
         labels, probs = report.split_predictions(config, params, batches)
         keep = np.asarray(batches.mask).reshape(-1)
         images = np.asarray(batches.x).reshape(-1, 28, 28)[keep]
-        return {"labels": labels, "probs": probs, "images": images}
+        weights = np.asarray(params[0]["w"])  # (784, hidden), from the same load
+        return {"labels": labels, "probs": probs, "images": images, "weights": weights}
 
     result = train.evaluate_checkpoint(run_dir, split, data_dir, log, details=details)
     labels, probs = result["labels"], result["probs"]
-    weights = checkpoint.load(run_dir).params[0]["w"]
     figures = {
         "curves.png": curves_figure(plt, records),
         "confusion.png": confusion_figure(
             plt, report.confusion_matrix(labels, probs.argmax(axis=1)), result["accuracy"], split
         ),
         "samples.png": samples_figure(plt, result["images"], labels, probs, split),
-        "weights.png": weights_figure(plt, weights),
+        "weights.png": weights_figure(plt, result["weights"]),
     }
     paths = []
     for name, figure in figures.items():

@@ -14,7 +14,6 @@ all. The step, loss, epoch and evaluation are the trainer's own (`mnist_jax.trai
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -197,5 +196,5 @@ def sweep_command(
     rows = run_sweep(config, seeds, lrs, log=log)
     print("\n".join(format_rows(rows)))
     if json_path is not None:
-        data.atomic_write_bytes(json_path, (json.dumps(rows, indent=2) + "\n").encode())
+        data.atomic_write_json(json_path, rows)
     return rows

@@ -560,9 +560,7 @@ def _train_and_evaluate(
         f"({run.name}, {state.train_seconds:.1f} s training)"
     )
     if out is not None:
-        data.atomic_write_bytes(
-            out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode()
-        )
+        data.atomic_write_json(out / "summary.json", summary)
     return summary
 
 
