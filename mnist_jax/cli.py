@@ -27,6 +27,26 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from mnist_jax import __version__
+
+        typer.echo(f"mnist-jax {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Train, evaluate and check a JAX MLP on MNIST."""
+
 EXIT_BAD_INPUT = 2
 
 
