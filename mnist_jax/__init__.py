@@ -1,8 +1,10 @@
 """mnist-jax: a small, fast, trustworthy JAX MLP for MNIST.
 
-The public names are the config and the pure functions of the model:
+The public names: the config, the run (`train`, `evaluate`, `predict`, `check_gradients`,
+returning values), the builder every run goes through, and the model's pure functions:
 
-    >>> from mnist_jax import Config, init_params, forward, loss
+    >>> import mnist_jax
+    >>> result = mnist_jax.train(mnist_jax.load_config(overrides={"dataset": "sample"}))
 
 They are imported lazily, so `mnist-jax --help` does not pay for importing JAX.
 """
@@ -18,13 +20,25 @@ _PUBLIC = {
     "forward": "mnist_jax.model",
     "loss": "mnist_jax.model",
     "accuracy": "mnist_jax.model",
-    "train_and_evaluate": "mnist_jax.train",
+    "Splits": "mnist_jax.data",
+    "load_data": "mnist_jax.data",
+    "train": "mnist_jax.api",
+    "evaluate": "mnist_jax.api",
+    "predict": "mnist_jax.api",
+    "Result": "mnist_jax.api",
+    "Evaluation": "mnist_jax.evaluation",
+    "check_gradients": "mnist_jax.gradcheck",
+    "build": "mnist_jax.trainer",
+    "Trainer": "mnist_jax.trainer",
 }
+
+_RENAMED = {"load_data": "load"}  # exported names that differ from their module's
 
 __all__ = [*_PUBLIC, "__version__"]
 
 
 def __getattr__(name: str):
     if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
+        module = importlib.import_module(_PUBLIC[name])
+        return getattr(module, _RENAMED.get(name, name))
     raise AttributeError(f"module 'mnist_jax' has no attribute {name!r}")

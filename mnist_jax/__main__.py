@@ -2,4 +2,4 @@
 
 from mnist_jax.cli import main
 
-main()
+raise SystemExit(main())

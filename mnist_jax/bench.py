@@ -3,7 +3,7 @@
 One run trains the same model, on the same images, for the same number of plain-SGD steps
 (momentum 0, constant learning rate) with each peer:
 
-- ``mnist-jax``: the real training path (`train.make_train_epoch`: one jitted call per epoch);
+- ``mnist-jax``: the real training path (`Trainer.train_epoch`: one jitted call per epoch);
 - ``numpy-f32`` / ``numpy-f64``: the hand-written NumPy backprop in `mnist_jax.reference`;
 - ``torch-eager``: PyTorch on the CPU, nn.Linear layers and optim.SGD (when torch is installed);
 - ``jit-per-step``: a jitted update called once per batch from Python, each batch sliced on
@@ -31,9 +31,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax import data, train
-from mnist_jax.config import Config
+from mnist_jax import data, optim
+from mnist_jax.config import Config, from_dict
+from mnist_jax.data import Split, Splits
 from mnist_jax.errors import ConfigError
+from mnist_jax.keys import root_keys
+from mnist_jax.trainer import Trainer, TrainState, build
 
 Log = Callable[[str], None]
 PEERS = ("mnist-jax", "numpy-f32", "numpy-f64", "torch-eager", "jit-per-step", "limit")
@@ -210,8 +213,7 @@ def bench_config(workload: Workload, base: Config, num_images: int) -> Config:
         epochs=workload.iterations if full else 1,
         eval_every=workload.iterations if full else 1,
         lr=LR,
-        momentum=0.0,
-        nesterov=False,
+        optimizer="sgd",
         schedule="constant",
         l2=0.0,
         activation="relu",
@@ -224,53 +226,47 @@ def bench_config(workload: Workload, base: Config, num_images: int) -> Config:
 
 def _steps(config: Config, n: int) -> int:
     """Steps in one timed call: the iterations when full-batch, else one epoch's batches."""
-    return config.epochs if config.full_batch else train.steps_per_epoch(config, n)
+    return config.epochs if config.full_batch else optim.steps_per_epoch(config, n)
+
+
+def bench_splits(x: np.ndarray, y: np.ndarray) -> Splits:
+    """The benchmark's images as a run's splits: all of them train; the test split is unused."""
+    empty = Split(x[:0], y[:0])
+    return Splits("bench", Split(x, y), empty, Split(x[:1], y[:1]))
 
 
 def jax_epoch(config: Config, x: np.ndarray, y: np.ndarray, device: jax.Device):
-    """Compile the trainer's epoch for `config` on (x, y); return (compile_s, prepare, run)."""
+    """Compile the trainer's epoch for `config` on (x, y); return (compile_s, prepare, run, ...)."""
     n = len(x)
-    keys = train.root_keys(config)
-    optimizer = train.make_optimizer(config, n)
-    loss_fn = train.make_loss(config, n)
-    epoch = train.make_train_epoch(config, train.make_step(config, loss_fn, optimizer))
-    state = train.init_state(config, keys["init"], optimizer, device)
-    split = train.to_device(x, y, device)
-    key = jax.device_put(jax.random.fold_in(keys["shuffle"], 0), device)
-    first = jax.device_put(np.int32(0), device)
+    trainer = build(config, bench_splits(x, y), device)
+    state = trainer.init_state()
+    train, key, first = trainer.data.train, trainer.epoch_key(0), trainer.put(np.int32(0))
     started = time.perf_counter()
-    compiled = epoch.lower(
-        state.params, state.opt_state, split.x, split.y, key, first, num_steps=_steps(config, n)
+    compiled = trainer.train_epoch.lower(
+        state.params, state.opt_state, train.x, train.y, key, first, num_steps=_steps(config, n)
     ).compile()
     compile_s = time.perf_counter() - started
 
-    def start(state: train.RunState) -> Callable[[], Any]:
-        return lambda: jax.tree_util.tree_map(jnp.copy, (state.params, state.opt_state))
-
     def run(args):
-        jax.block_until_ready(compiled(*args, split.x, split.y, key, first))
+        jax.block_until_ready(compiled(*args, train.x, train.y, key, first))
 
-    def fresh(seed: int) -> Callable[[], Any]:
-        """`prepare` for the same model drawn from another seed (same compiled epoch)."""
-        init_key = train.root_keys(config.replace(seed=seed))["init"]
-        return start(train.init_state(config, init_key, optimizer, device))
-
-    return compile_s, start(state), run, state, fresh
+    return compile_s, copies_of(state), run, state, trainer
 
 
-def jit_per_step(config: Config, x: np.ndarray, y: np.ndarray, state, device: jax.Device):
+def copies_of(state: TrainState) -> Callable[[], Any]:
+    """`prepare` for a timed run: a fresh copy of (params, opt_state) (the epoch donates them)."""
+    return lambda: jax.tree_util.tree_map(jnp.copy, (state.params, state.opt_state))
+
+
+def jit_per_step(trainer: Trainer, x: np.ndarray, y: np.ndarray, state: TrainState):
     """A jitted update called once per batch, the batch sliced from host arrays each step."""
-    n = len(x)
-    optimizer = train.make_optimizer(config, n)
-    update = jax.jit(
-        train.make_step(config, train.make_loss(config, n), optimizer), donate_argnums=(0, 1)
-    )
+    config, n = trainer.config, len(x)
+    update = jax.jit(trainer.step, donate_argnums=(0, 1))
     steps, batch = _steps(config, n), config.batch_size
-    resident = train.to_device(x, y, device) if config.full_batch else None
+    resident = trainer.data.train if config.full_batch else None
     rng = np.random.default_rng(0)
 
-    def prepare():
-        return jax.tree_util.tree_map(jnp.copy, (state.params, state.opt_state))
+    prepare = copies_of(state)
 
     def run(args):
         params, opt_state = args
@@ -405,7 +401,7 @@ def run_workload(
 def peer_rows(config, x, y, options: Options, device, log: Log) -> list[dict[str, Any]]:
     """Time mnist-jax, the NumPy reference, PyTorch and the per-step jit loop."""
     repeats = options.repeats
-    compile_s, prepare, run, state, _ = jax_epoch(config, x, y, device)
+    compile_s, prepare, run, state, trainer = jax_epoch(config, x, y, device)
     rows = [row("mnist-jax", time_runs(prepare, run, repeats), compile_s)]
     params0 = jax.device_get(state.params)
     for name, dtype in (("numpy-f32", np.float32), ("numpy-f64", np.float64)):
@@ -420,7 +416,7 @@ def peer_rows(config, x, y, options: Options, device, log: Log) -> list[dict[str
         rows.append(row("torch-eager", time_runs(prepare_t, run_t, repeats)))
     except ImportError:
         rows.append(row("torch-eager", None, note="torch not installed: pip install torch"))
-    compile_s, prepare_j, run_j = jit_per_step(config, x, y, state, device)
+    compile_s, prepare_j, run_j = jit_per_step(trainer, x, y, state)
     rows.append(row("jit-per-step", time_runs(prepare_j, run_j, repeats), compile_s))
     log("  " + "  ".join(f"{r['peer']} {_seconds(r['median_s'])}" for r in rows))
     return rows
@@ -432,10 +428,10 @@ def sweep_rows(config, x, y, options: Options, device) -> list[dict[str, Any]]:
 
     seeds = list(range(SWEEP_MODELS))
     configs = [config.replace(seed=s) for s in seeds]
-    compile_s, prepare, run = sweep.bench_epoch(configs, x, y, device)
+    compile_s, prepare, run = sweep.bench_epoch(configs, bench_splits(x, y), device)
     rows = [row(f"sweep-x{SWEEP_MODELS}", time_runs(prepare, run, options.repeats), compile_s)]
-    compile_s, _, run_one, _, fresh = jax_epoch(config, x, y, device)
-    starts = [fresh(s) for s in seeds]
+    compile_s, _, run_one, _, trainer = jax_epoch(config, x, y, device)
+    starts = [copies_of(trainer.init_state(root_keys(s).init)) for s in seeds]
 
     def run_all(states):
         for state in states:
@@ -449,12 +445,16 @@ def sweep_rows(config, x, y, options: Options, device) -> list[dict[str, Any]]:
 def run_benchmark(
     workloads: Sequence[str] = ("tiny", "wide", "fullbatch", "default", "sweep"),
     *,
-    dataset: str = "mnist",
-    data_dir: str | None = None,
+    data_source: dict[str, Any] | None = None,
     options: Options = Options(),
     log: Log = print,
 ) -> dict[str, Any]:
     """Run the named workloads; return the JSON-ready report (machine, limits, workloads).
+
+    Args:
+        workloads: names from `WORKLOADS`.
+        data_source: config values choosing the images (dataset, data_dir, data_path).
+        options: repeats and size; log: receives progress lines.
 
     Raises:
         ConfigError: an unknown workload name or a repeat count below 1.
@@ -465,22 +465,21 @@ def run_benchmark(
     if options.repeats < 1:
         raise ConfigError(f"--repeats must be at least 1, got {options.repeats}")
     device = jax.devices()[0]
-    base = Config(name="bench", dataset=dataset, data_dir=data_dir)
-    dataset_ = train.load_dataset(base, log)
-    splits = train.split_host_data(base.replace(validation_size=0), dataset_, jax.random.key(0))
+    base = from_dict({"name": "bench", **{k: v for k, v in (data_source or {}).items() if v}})
+    splits = data.load(base.replace(validation_size=0), log)
     limits = measure_limits(options, device)
     log(
         f"limits: GEMM {limits['peak_flops'] / 1e9:.1f} GFLOP/s, "
         f"copy {limits['copy_bandwidth_bytes'] / 1e9:.1f} GB/s"
     )
     report = {
-        "dataset": dataset_.name,
+        "dataset": splits.name,
         "repeats": options.repeats,
         "quick": options.quick,
         "machine": machine_info(device),
         "limits": limits,
         "workloads": [
-            run_workload(WORKLOADS[w], base, splits["train"], limits, options, device, log)
+            run_workload(WORKLOADS[w], base, splits.train, limits, options, device, log)
             for w in workloads
         ],
     }
@@ -515,24 +514,3 @@ def format_table(report: dict[str, Any]) -> list[str]:
                 f"{_seconds(r['compile_s'])} | {ratio} | {r['note']} |"
             )
     return lines
-
-
-def bench_command(
-    workloads: str, repeats: int, quick: bool, json_path: Path | None, dataset: str,
-    data_dir: str | None,
-) -> dict[str, Any]:  # fmt: skip
-    """What `mnist-jax bench` does: run, print the table, write the JSON."""
-    names = [w.strip() for w in workloads.split(",") if w.strip()]
-    report = run_benchmark(
-        names, dataset=dataset, data_dir=data_dir, options=Options(repeats, quick), log=_note
-    )
-    print("\n".join(format_table(report)))
-    if json_path is not None:
-        data.atomic_write_json(json_path, report)
-    return report
-
-
-def _note(line: str) -> None:
-    import sys
-
-    print(line, file=sys.stderr, flush=True)

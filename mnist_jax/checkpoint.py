@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mnist_jax.config import Config, config_from_json
-from mnist_jax.data import atomic_write_bytes
 from mnist_jax.errors import CheckpointError, ConfigError
+from mnist_jax.files import atomic_write_bytes
 
 FORMAT_VERSION = 1
 FILE_NAME = "checkpoint.npz"

@@ -1,19 +1,23 @@
 """The `mnist-jax` command line: one thin command per verb, no JAX here.
 
-Each command parses its options and makes one call into the library. Bad input (any
-`MnistJaxError`) ends in one line on stderr and exit code 2.
+Each command parses its options and makes one call into the library, then shows the value it
+returns: text for a person, or with `--json` exactly one JSON document on stdout (messages
+always go to stderr). Options shared by several commands are declared once, below. Bad input
+(any `MnistJaxError`) ends in one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
-import json
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from mnist_jax.console import emit_json, note
 from mnist_jax.errors import ConfigError, MnistJaxError
 
 app = typer.Typer(
@@ -21,33 +25,96 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 data_app = typer.Typer(
-    help="Find, verify, download, import and export the MNIST files.", no_args_is_help=True
+    help="Find, verify, download, import and export the MNIST files.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(data_app, name="data")
 
-
-def _print_version(value: bool) -> None:
-    if value:
-        from mnist_jax import __version__
-
-        typer.echo(f"mnist-jax {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
-        ),
-    ] = False,
-) -> None:
-    """Train, evaluate and check a JAX MLP on MNIST."""
-
 EXIT_BAD_INPUT = 2
+
+
+class Choice(str, enum.Enum):
+    """A string option whose values --help lists."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+Device = Choice("Device", {name: name for name in ("auto", "cpu", "gpu")})
+Dataset = Choice(
+    "Dataset",
+    {n: n for n in ("mnist", "sample", "auto", "kaggle-csv", "onehot-csv", "mat")},
+)
+Optimizer = Choice("Optimizer", {n: n for n in ("sgd", "momentum", "nesterov", "lbfgs")})
+Schedule = Choice("Schedule", {n: n for n in ("constant", "cosine")})
+Split = Choice("Split", {n: n for n in ("test", "validation", "train")})
+Precision = Choice("Precision", {n: n for n in ("float64", "float32")})
+Format = Choice("Format", {n: n for n in ("kaggle-csv", "onehot-csv", "mat")})
+
+# --- options shared by several commands, each declared once
+
+ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--config", "-c", metavar="FILE", help="TOML config (only what differs from the defaults)."
+    ),
+]
+DataOption = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        metavar="PATH",
+        help="Dataset file or folder: an IDX folder, a Kaggle CSV, a one-hot CSV folder or a "
+        ".mat file; the format is told from the file.",
+    ),
+]
+DataDirOption = Annotated[
+    str | None,
+    typer.Option(metavar="DIR", help="Folder holding the four MNIST IDX files (.gz or raw)."),
+]
+DatasetOption = Annotated[
+    Dataset | None,
+    typer.Option(help="mnist: the full set (the bundled sample offline); sample: the sample."),
+]
+EpochsOption = Annotated[int | None, typer.Option(help="Passes over the training set.")]
+SeedOption = Annotated[int | None, typer.Option(help="Seed for init, split and shuffling.")]
+BatchSizeOption = Annotated[
+    str | None, typer.Option(metavar="N|full", help="Examples per step, or 'full'.")
+]
+HiddenOption = Annotated[
+    str | None, typer.Option(metavar="W1,W2", help="Hidden widths, e.g. 512,256.")
+]
+LrOption = Annotated[float | None, typer.Option(help="Learning rate (the peak of a schedule).")]
+OptimizerOption = Annotated[
+    Optimizer | None,
+    typer.Option(help="sgd (plain), momentum, nesterov (both optax.sgd) or lbfgs (full-batch)."),
+]
+MomentumOption = Annotated[
+    float | None, typer.Option(help="Momentum coefficient of momentum and nesterov.")
+]
+ScheduleOption = Annotated[
+    Schedule | None, typer.Option(help="Learning rate: constant, or cosine decay to 0.")
+]
+DeviceOption = Annotated[Device, typer.Option(help="Where to run: JAX's default, cpu or gpu.")]
+DevicesOption = Annotated[
+    int | None, typer.Option(help="Data-parallel over this many devices (default 1).")
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else there.")
+]
+WriteJsonOption = Annotated[
+    Path | None, typer.Option(metavar="FILE", help="Also write the JSON document to FILE.")
+]
+CheckpointArgument = Annotated[
+    Path, typer.Argument(help="A checkpoint.npz or the run folder holding it.")
+]
+
+
+# --- plumbing
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
@@ -69,9 +136,22 @@ def reports_errors(command):
     return wrapper
 
 
-def echo_json(value: Any) -> None:
-    """Print `value` as indented JSON on stdout."""
-    typer.echo(json.dumps(value, indent=2))
+def show(
+    value: Any,
+    as_json: bool,
+    lines: Callable[[Any], Iterable[str]],
+    write_json: Path | None = None,
+) -> None:
+    """Print a command's result: JSON (`--json`) or the lines for a person; maybe a file too."""
+    if write_json is not None:
+        from mnist_jax.files import atomic_write_json
+
+        atomic_write_json(write_json, value)
+    if as_json:
+        emit_json(value)
+        return
+    for line in lines(value):
+        typer.echo(line)
 
 
 def parse_hidden(text: str | None) -> tuple[int, ...] | None:
@@ -96,38 +176,77 @@ def parse_batch_size(text: str | None) -> int | str | None:
         raise ConfigError(f"--batch-size must be an integer or 'full', got '{text}'") from None
 
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="TOML config file (only what differs from the defaults)."),
-]
-DataDirOption = Annotated[
-    str | None, typer.Option(help="Folder holding the four MNIST IDX files (.gz or raw).")
-]
+def parse_numbers(text: str, kind: type, option: str) -> list:
+    """Parse '0,1,2' into numbers of `kind`; a bad entry is a ConfigError naming `option`."""
+    try:
+        return [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} must be comma-separated numbers, got '{text}'") from None
+
+
+def data_overrides(
+    data: str | None, data_dir: str | None, dataset: Dataset | None
+) -> dict[str, Any]:
+    """Config values of the data options: --data PATH picks the file and tells its format."""
+    values: dict[str, Any] = {"data_dir": data_dir, "dataset": dataset and dataset.value}
+    if data is not None:
+        values.update(data_path=data, dataset=values["dataset"] or "auto")
+    return values
+
+
+def resolve(config: str | None, overrides: dict[str, Any]):
+    """The config file plus the flags (None values ignored)."""
+    from mnist_jax.config import load_config
+
+    return load_config(config, overrides)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from mnist_jax import __version__
+
+        typer.echo(f"mnist-jax {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Train, evaluate and check a JAX MLP on MNIST."""
+
+
+# --- training and evaluation
 
 
 @app.command()
 @reports_errors
 def train(
     config: ConfigOption = None,
-    epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
-    batch_size: Annotated[str | None, typer.Option(help="Examples per step, or 'full'.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (peak, with a schedule).")] = None,
-    hidden: Annotated[str | None, typer.Option(help="Hidden widths, e.g. 512,256.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for init, split and shuffling.")] = None,
+    data: DataOption = None,
+    epochs: EpochsOption = None,
+    batch_size: BatchSizeOption = None,
+    lr: LrOption = None,
+    optimizer: OptimizerOption = None,
+    momentum: MomentumOption = None,
+    schedule: ScheduleOption = None,
+    hidden: HiddenOption = None,
+    seed: SeedOption = None,
     data_dir: DataDirOption = None,
-    dataset: Annotated[
-        str | None, typer.Option(help="mnist (full set, or the sample offline) or sample.")
-    ] = None,
+    dataset: DatasetOption = None,
     out: Annotated[
-        Path | None, typer.Option(help="Run folder (default runs/<time>-<name>).")
+        Path | None, typer.Option(metavar="DIR", help="Run folder (default runs/<time>-<name>).")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
-    devices: Annotated[
-        int | None,
-        typer.Option(help="Data-parallel over this many devices (default: all of that kind)."),
-    ] = None,
+    device: DeviceOption = Device.auto,
+    devices: DevicesOption = None,
     resume: Annotated[
-        Path | None, typer.Option(help="Continue the run in this folder from its checkpoint.")
+        Path | None,
+        typer.Option(metavar="DIR", help="Continue the run in this folder from its checkpoint."),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Draw a progress bar on a terminal.")] = True,
     dry_run: Annotated[
@@ -136,6 +255,7 @@ def train(
     plot: Annotated[
         bool, typer.Option("--plot", help="Also draw the run's PNG plots (needs the plot extra).")
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Train an MLP and report its test accuracy; writes a checkpoint, metrics and a summary."""
     from mnist_jax import run
@@ -144,91 +264,64 @@ def train(
         "epochs": epochs,
         "batch_size": parse_batch_size(batch_size),
         "lr": lr,
+        "optimizer": optimizer and optimizer.value,
+        "momentum": momentum,
+        "schedule": schedule and schedule.value,
         "hidden": parse_hidden(hidden),
         "seed": seed,
-        "data_dir": data_dir,
-        "dataset": dataset,
+        **data_overrides(data, data_dir, dataset),
     }
-    run.train_command(
+    outcome = run.train_command(
         config_path=config,
         overrides=overrides,
         out=out,
-        device=device,
+        device=device.value,
+        devices=devices,
         resume=resume,
-        progress=progress and sys.stderr.isatty(),
+        progress=progress and not as_json and sys.stderr.isatty(),
         dry_run=dry_run,
         plot=plot,
-        devices=devices,
     )
+    show(outcome.to_dict(), as_json, lambda _: outcome.lines())
 
 
 @app.command("eval")
 @reports_errors
 def evaluate(
-    checkpoint: Annotated[
-        Path, typer.Argument(help="A checkpoint.npz or the run folder holding it.")
-    ],
-    split: Annotated[str, typer.Option(help="test, validation or train.")] = "test",
+    checkpoint: CheckpointArgument,
+    split: Annotated[Split, typer.Option(help="Which split of the run's data.")] = Split.test,
+    data: DataOption = None,
     data_dir: DataDirOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     mistakes: Annotated[
         int, typer.Option(min=0, help="How many of the most confident mistakes to list.")
     ] = 10,
+    as_json: JsonOption = False,
 ) -> None:
     """Recompute a checkpoint's accuracy and loss, with a confusion matrix and mistakes.
 
     Also prints per-class precision, recall and F1, and the most confident mistakes.
     """
-    if split not in ("test", "validation", "train"):
-        raise ConfigError(f"unknown split '{split}': choose test, validation or train")
-    from mnist_jax import report
+    from mnist_jax import api, report
 
-    result = report.evaluation_report(checkpoint, split, data_dir, log=_note, mistakes=mistakes)
-    if as_json:
-        echo_json(result)
-    else:
-        typer.echo(
-            f"{split} accuracy {result['accuracy']:.2%}  loss {result['loss']:.4f}  "
-            f"({result['count']:,} images of {result['dataset']}, epoch {result['epoch']})"
-        )
-        typer.echo("")
-        for line in report.format_report(result):
-            typer.echo(line)
+    result = api.evaluate(
+        checkpoint, split.value, data_dir=data_dir, data_path=data, log=note
+    ).to_dict(mistakes)
+    show(result, as_json, report.format_evaluation)
 
 
-@data_app.command("info")
+@app.command()
 @reports_errors
-def data_info(
-    data_dir: DataDirOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+def predict(
+    checkpoint: CheckpointArgument,
+    files: Annotated[
+        list[Path], typer.Argument(help="PNG/JPEG (needs Pillow), PGM (P2/P5) or .npy files.")
+    ],
+    as_json: JsonOption = False,
 ) -> None:
-    """Say where the MNIST files are found and whether their checksums match."""
-    from mnist_jax import data
+    """Predict the digit in each image file, normalised the way MNIST digits were made."""
+    from mnist_jax import inference as predicting
 
-    report = data.describe(data_dir)
-    if as_json:
-        echo_json(report)
-        return
-    for line in data.format_description(report):
-        typer.echo(line)
-
-
-@data_app.command("fetch")
-@reports_errors
-def data_fetch(
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Where to put the files (default: the user cache).")
-    ] = None,
-) -> None:
-    """Download the four MNIST files from the public mirrors, verified, into the cache."""
-    from mnist_jax import data
-
-    folder = data_dir or data.cache_dir()
-    data.fetch(folder, log=_note)
-    typer.echo(f"MNIST is in {folder}")
-
-
-# --- visualisation: plots, prediction from image files, a drawing page
+    show(predicting.predict_files(checkpoint, files), as_json, predicting.format_predictions)
 
 
 @app.command()
@@ -243,52 +336,190 @@ def plot(
     """
     from mnist_jax import plots
 
-    for path in plots.plot_run(run_dir, data_dir, log=_note):
+    for path in plots.plot_run(run_dir, data_dir, log=note):
         typer.echo(str(path))
 
 
 @app.command()
 @reports_errors
-def predict(
-    checkpoint: Annotated[
-        Path, typer.Argument(help="A checkpoint.npz or the run folder holding it.")
-    ],
-    files: Annotated[
-        list[Path], typer.Argument(help="PNG/JPEG (needs Pillow), PGM (P2/P5) or .npy files.")
-    ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Predict the digit in each image file, normalised the way MNIST digits were made."""
-    from mnist_jax import predict as predicting
-
-    results = predicting.predict_files(checkpoint, files)
-    if as_json:
-        echo_json(results)
-        return
-    for line in predicting.format_predictions(results):
-        typer.echo(line)
-
-
-@app.command()
-@reports_errors
 def serve(
-    checkpoint: Annotated[
-        Path, typer.Argument(help="A checkpoint.npz or the run folder holding it.")
-    ],
+    checkpoint: CheckpointArgument,
     host: Annotated[
-        str, typer.Option(help="Address to listen on; the default accepts local visitors only.")
+        str,
+        typer.Option(
+            metavar="ADDRESS", help="Address to listen on; the default accepts local visitors only."
+        ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8000,
 ) -> None:
     """Serve a page where you draw a digit and watch the model's probabilities update."""
     from mnist_jax import serve as serving
 
-    serving.serve(checkpoint, host, port, log=_note)
+    serving.serve(checkpoint, host, port, log=note)
 
 
-# --- seed systems: other data formats and the activation comparison
+# --- checking and comparing
 
-FormatOption = Annotated[str, typer.Option("--format", help="kaggle-csv, onehot-csv or mat.")]
+
+@app.command()
+@reports_errors
+def gradcheck(
+    config: ConfigOption = None,
+    data: DataOption = None,
+    batch: Annotated[int, typer.Option(help="Training images in the checked batch.")] = 100,
+    dtype: Annotated[
+        Precision, typer.Option(help="float64 (tolerance 1e-10) or float32 (tolerance 1e-4).")
+    ] = Precision.float64,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed for init, batch and checked points (default: the config's)."),
+    ] = None,
+    data_dir: DataDirOption = None,
+    dataset: DatasetOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check JAX's gradients against hand-written NumPy backpropagation; exit 1 if they differ."""
+    from mnist_jax import gradcheck as checking
+
+    resolved = resolve(config, data_overrides(data, data_dir, dataset))
+    report = checking.check_gradients(resolved, batch=batch, dtype=dtype.value, seed=seed, log=note)
+    show(report, as_json, checking.format_report)
+    if not report["passed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+@reports_errors
+def compare(
+    config: ConfigOption = None,
+    data: DataOption = None,
+    activations: Annotated[
+        str, typer.Option(metavar="A,B", help="Hidden activations to train, comma-separated.")
+    ] = "sigmoid,tanh,relu",
+    epochs: EpochsOption = None,
+    seed: SeedOption = None,
+    data_dir: DataDirOption = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Draw the loss curves into this image (needs [plot])."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(metavar="DIR", help="Keep each run in DIR/<activation> (default: none)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train one config with each hidden activation; print train/test error, loss and seconds."""
+    from mnist_jax import compare as comparison
+
+    resolved = resolve(
+        config, {"epochs": epochs, "seed": seed, **data_overrides(data, data_dir, None)}
+    )
+    names = comparison.parse_activations(activations)
+    rows = comparison.compare_command(resolved, names, plot=plot, out_dir=out, log=note)
+    show(rows, as_json, comparison.format_table)
+
+
+# --- performance: benchmark and sweep
+
+
+@app.command()
+@reports_errors
+def bench(
+    workloads: Annotated[
+        str,
+        typer.Option(
+            metavar="W1,W2", help="Comma-separated: tiny, wide, fullbatch, default, sweep."
+        ),
+    ] = "tiny,wide,fullbatch,default,sweep",
+    repeats: Annotated[int, typer.Option(help="Timed repetitions after one warm-up.")] = 5,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A tiny size (1,024 images, 3 iterations) for tests.")
+    ] = False,
+    data: DataOption = None,
+    data_dir: DataDirOption = None,
+    dataset: DatasetOption = None,
+    as_json: JsonOption = False,
+    write_json: WriteJsonOption = None,
+) -> None:
+    """Time mnist-jax side by side with NumPy, PyTorch, a per-step jit loop and the hardware."""
+    from mnist_jax import bench as benchmark
+
+    report = benchmark.run_benchmark(
+        [w.strip() for w in workloads.split(",") if w.strip()],
+        data_source=data_overrides(data, data_dir, dataset),
+        options=benchmark.Options(repeats, quick),
+        log=note,
+    )
+    show(report, as_json, benchmark.format_table, write_json)
+
+
+@app.command()
+@reports_errors
+def sweep(
+    config: ConfigOption = None,
+    data: DataOption = None,
+    seeds: Annotated[
+        str, typer.Option(metavar="S1,S2", help="Init seeds, e.g. 0,1,2,3.")
+    ] = "0,1,2,3",
+    lrs: Annotated[
+        str, typer.Option(metavar="LR1,LR2", help="Learning rates, e.g. 0.05,0.1,0.2.")
+    ] = "0.1",
+    epochs: EpochsOption = None,
+    batch_size: BatchSizeOption = None,
+    hidden: HiddenOption = None,
+    data_dir: DataDirOption = None,
+    dataset: DatasetOption = None,
+    as_json: JsonOption = False,
+    write_json: WriteJsonOption = None,
+) -> None:
+    """Train one model per (seed, lr) pair at once in one compiled program; one row each."""
+    from mnist_jax import sweep as sweeping
+
+    overrides = {
+        "epochs": epochs,
+        "batch_size": parse_batch_size(batch_size),
+        "hidden": parse_hidden(hidden),
+        **data_overrides(data, data_dir, dataset),
+    }
+    rows = sweeping.run_sweep(
+        resolve(config, overrides),
+        parse_numbers(seeds, int, "--seeds"),
+        parse_numbers(lrs, float, "--lrs"),
+        log=note,
+    )
+    show(rows, as_json, sweeping.format_rows, write_json)
+
+
+# --- data: where MNIST is, fetching it, other formats
+
+
+@data_app.command("info")
+@reports_errors
+def data_info(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """Say where the MNIST files are found and whether their checksums match."""
+    from mnist_jax import mnist
+
+    show(mnist.describe(data_dir), as_json, mnist.format_description)
+
+
+@data_app.command("fetch")
+@reports_errors
+def data_fetch(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(metavar="DIR", help="Where to put the files (default: the user cache)."),
+    ] = None,
+) -> None:
+    """Download the four MNIST files from the public mirrors, verified, into the cache."""
+    from mnist_jax import files, mnist
+
+    folder = data_dir or files.cache_dir()
+    mnist.fetch(folder, log=note)
+    typer.echo(f"MNIST is in {folder}")
+
+
+FormatOption = Annotated[Format, typer.Option("--format", help="The file format.")]
 
 
 @data_app.command("import")
@@ -300,7 +531,10 @@ def data_import(
     fmt: FormatOption,
     data_dir: Annotated[
         Path | None,
-        typer.Option(help="Folder to write the IDX files into (default: cache/imported-FORMAT)."),
+        typer.Option(
+            metavar="DIR",
+            help="Folder to write the IDX files into (default: cache/imported-FORMAT).",
+        ),
     ] = None,
     seed: Annotated[
         int, typer.Option(help="kaggle-csv: seed choosing the 1,000 dev (test) rows.")
@@ -309,8 +543,8 @@ def data_import(
     """Convert a Kaggle CSV, one-hot CSV folder or .mat file into IDX files for --data-dir."""
     from mnist_jax import convert
 
-    folder = convert.import_dataset(fmt, path, data_dir, seed=seed, log=_note)
-    typer.echo(f"train on it with: mnist-jax train --dataset mnist --data-dir {folder}")
+    folder = convert.import_dataset(fmt.value, path, data_dir, seed=seed, log=note)
+    typer.echo(f"train on it with: mnist-jax train --data {folder}")
 
 
 @data_app.command("export")
@@ -318,7 +552,8 @@ def data_import(
 def data_export(
     fmt: FormatOption,
     out: Annotated[
-        Path, typer.Option(help="File to write (for onehot-csv: the folder for the 4 CSVs).")
+        Path,
+        typer.Option(metavar="PATH", help="File to write (for onehot-csv: a folder for 4 CSVs)."),
     ],
     data_dir: DataDirOption = None,
     seed: Annotated[int, typer.Option(help="kaggle-csv: seed choosing the rows.")] = 0,
@@ -329,145 +564,31 @@ def data_export(
     """Write MNIST as a Kaggle train.csv, one-hot CSV files or a .mat file."""
     from mnist_jax import convert
 
-    convert.export_command(fmt, out, data_dir=data_dir, seed=seed, rows=rows, log=_note)
+    convert.export_command(fmt.value, out, data_dir=data_dir, seed=seed, rows=rows, log=note)
 
 
-@app.command()
-@reports_errors
-def compare(
-    config: ConfigOption = None,
-    activations: Annotated[
-        str, typer.Option(help="Hidden activations to train, comma-separated.")
-    ] = "sigmoid,tanh,relu",
-    epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for init, split and shuffling.")] = None,
-    data_dir: DataDirOption = None,
-    plot: Annotated[
-        Path | None, typer.Option(help="Draw the loss curves into this image (needs [plot]).")
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Keep each run in OUT/<activation> (default: keep none).")
-    ] = None,
-) -> None:
-    """Train one config with each hidden activation; print train/test error, loss and seconds."""
-    from mnist_jax import compare as comparison
-    from mnist_jax.config import load_config
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the `mnist-jax` console script; returns the exit code.
 
-    resolved = load_config(config, {"epochs": epochs, "seed": seed, "data_dir": data_dir})
-    names = comparison.parse_activations(activations)
-    comparison.compare_command(resolved, names, plot=plot, out_dir=out, log=_note)
-
-
-# --- gradcheck
-
-
-@app.command()
-@reports_errors
-def gradcheck(
-    config: ConfigOption = None,
-    batch: Annotated[int, typer.Option(help="Training images in the checked batch.")] = 100,
-    dtype: Annotated[
-        str, typer.Option(help="float64 (tolerance 1e-10) or float32 (tolerance 1e-4).")
-    ] = "float64",
-    seed: Annotated[
-        int | None,
-        typer.Option(help="Seed for init, batch and checked points (default: config's)."),
-    ] = None,
-    data_dir: DataDirOption = None,
-    dataset: Annotated[
-        str | None, typer.Option(help="mnist (full set, or the sample offline) or sample.")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Check JAX's gradients against hand-written NumPy backpropagation; exit 1 if they differ."""
-    from mnist_jax import gradcheck as checking
-    from mnist_jax.config import load_config
-
-    resolved = load_config(config, {"data_dir": data_dir, "dataset": dataset})
-    report = checking.check_gradients(resolved, batch=batch, dtype=dtype, seed=seed, log=_note)
-    if as_json:
-        echo_json(report)
-    else:
-        for line in checking.format_report(report):
-            typer.echo(line)
-    if not report["passed"]:
-        raise typer.Exit(1)
-
-
-# --- performance: benchmark and sweep
-
-
-@app.command()
-@reports_errors
-def bench(
-    workloads: Annotated[
-        str, typer.Option(help="Comma-separated: tiny, wide, fullbatch, default, sweep.")
-    ] = "tiny,wide,fullbatch,default,sweep",
-    repeats: Annotated[int, typer.Option(help="Timed repetitions after one warm-up.")] = 5,
-    quick: Annotated[
-        bool, typer.Option("--quick", help="A tiny size (1,024 images, 3 iterations) for tests.")
-    ] = False,
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Also write the results as JSON here.")
-    ] = None,
-    dataset: Annotated[str, typer.Option(help="mnist (full set if found) or sample.")] = "mnist",
-    data_dir: DataDirOption = None,
-) -> None:
-    """Time mnist-jax side by side with NumPy, PyTorch, a per-step jit loop and the hardware."""
-    from mnist_jax import bench as benchmark
-
-    benchmark.bench_command(workloads, repeats, quick, json_path, dataset, data_dir)
-
-
-@app.command()
-@reports_errors
-def sweep(
-    config: ConfigOption = None,
-    seeds: Annotated[str, typer.Option(help="Init seeds, e.g. 0,1,2,3.")] = "0,1,2,3",
-    lrs: Annotated[str, typer.Option(help="Learning rates, e.g. 0.05,0.1,0.2.")] = "0.1",
-    epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
-    batch_size: Annotated[str | None, typer.Option(help="Examples per step, or 'full'.")] = None,
-    hidden: Annotated[str | None, typer.Option(help="Hidden widths, e.g. 512,256.")] = None,
-    data_dir: DataDirOption = None,
-    dataset: Annotated[
-        str | None, typer.Option(help="mnist (full set, or the sample offline) or sample.")
-    ] = None,
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Also write the rows as JSON here.")
-    ] = None,
-) -> None:
-    """Train one model per (seed, lr) pair at once in one compiled program; one row each."""
-    from mnist_jax import sweep as sweeping
-    from mnist_jax.config import load_config
-
-    overrides = {
-        "epochs": epochs,
-        "batch_size": parse_batch_size(batch_size),
-        "hidden": parse_hidden(hidden),
-        "data_dir": data_dir,
-        "dataset": dataset,
-    }
-    sweeping.sweep_command(
-        load_config(config, overrides),
-        parse_numbers(seeds, int, "--seeds"),
-        parse_numbers(lrs, float, "--lrs"),
-        json_path,
-        log=_note,
-    )
-
-
-def parse_numbers(text: str, kind: type, option: str) -> list:
-    """Parse '0,1,2' into numbers of `kind`; a bad entry is a ConfigError naming `option`."""
+    Usage errors (an unknown option, a value that is not among the choices) become one
+    `error:` line and exit code 2, like every other bad input.
+    """
+    # Typer raises click's UsageError (vendored by recent typer releases): find it by name.
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    command = typer.main.get_command(app)
     try:
-        return [kind(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"{option} must be comma-separated numbers, got '{text}'") from None
-
-
-def _note(line: str) -> None:
-    typer.echo(line, err=True)
-
-
-def main() -> None:
-    """Entry point of the `mnist-jax` console script."""
-    app()
+        # Without standalone mode, click returns an Exit's code (or the command's None).
+        code = command.main(args, prog_name="mnist-jax", standalone_mode=False)
+    except usage_error as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # `mnist-jax` alone: show the help
+            typer.echo(e.format_message(), err=True)
+            return EXIT_BAD_INPUT
+        where = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
+        typer.echo(f"error: {e.format_message()}{where}", err=True)
+        return EXIT_BAD_INPUT
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        typer.echo("error: interrupted", err=True)
+        return 130
+    return code if isinstance(code, int) else 0

@@ -24,10 +24,10 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh")
 OUTPUTS = ("softmax", "sigmoid")
 INITS = ("he", "glorot", "uniform", "normal")
 BIAS_INITS = ("zeros", "drawn")
-OPTIMIZERS = ("sgd", "lbfgs")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "lbfgs")
 SCHEDULES = ("constant", "cosine")
 DTYPES = ("float32", "float64")
-DATASETS = ("mnist", "sample", "kaggle-csv", "onehot-csv", "mat")
+DATASETS = ("mnist", "sample", "auto", "kaggle-csv", "onehot-csv", "mat")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,9 +36,11 @@ class Config:
 
     Data:
         dataset: "mnist" (full set: found, cached or downloaded; the bundled sample offline),
-            "sample" (the bundled 10,000/2,000 subset), or a file format read from `data_path`.
+            "sample" (the bundled 10,000/2,000 subset), "auto" (the format of `data_path` is
+            told from the file: an IDX folder, a Kaggle or one-hot CSV, a .mat file), or a
+            file format read from `data_path` ("kaggle-csv", "onehot-csv", "mat").
         data_dir: folder holding the four MNIST IDX files; overrides the search path.
-        data_path: file or folder for the CSV and .mat formats.
+        data_path: file or folder of the data (`--data`).
         validation_size: images held out of the training set for validation; None means one
             twelfth of them (5,000 of MNIST's 60,000), 0 means no validation set.
         train_size, test_size: keep a seed-chosen subset of this many images (None: all).
@@ -53,10 +55,14 @@ class Config:
         l2: L2 penalty l2 / (2 m) * sum of squared weights (biases excluded), m = the number
             of training images, as in the textbook regularised cost.
     Optimisation:
-        optimizer: "sgd" (mini-batch, or full-batch when batch_size = "full") or "lbfgs"
-            (full-batch; a zoom line search picks each step, so lr and the schedule are unused).
-        lr, momentum, nesterov: SGD's step size and momentum; schedule: "constant" or
-            "cosine" decay to zero over all steps, after `warmup_epochs` of linear warm-up.
+        optimizer: "sgd" (plain gradient descent, mini-batch or full-batch when batch_size =
+            "full": `optax.sgd(lr)`), "momentum" (heavy-ball: `optax.sgd(lr, momentum)`),
+            "nesterov" (`optax.sgd(lr, momentum, nesterov=True)`) or "lbfgs" (full-batch
+            `optax.lbfgs`; a zoom line search picks each step, so lr and the schedule are unused).
+        lr: the (peak) step size; momentum: the momentum coefficient of "momentum" and
+            "nesterov" (unused by "sgd"); schedule: "constant" or "cosine" decay to zero over
+            all steps (`optax.warmup_cosine_decay_schedule`), after `warmup_epochs` of linear
+            warm-up.
         epochs: passes over the training set (iterations when full-batch).
         batch_size: examples per step, or "full".
         eval_every: evaluate on the validation set every this many epochs (and at the end).
@@ -82,12 +88,11 @@ class Config:
     bias_init: str = "zeros"
     l2: float = 0.0
     optimizer: str = "sgd"
-    lr: float = 0.2
+    lr: float = 1.0
     momentum: float = 0.9
-    nesterov: bool = True
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
-    epochs: int = 20
+    epochs: int = 30
     batch_size: int | Literal["full"] = 128
     eval_every: int = 1
     eval_batch_size: int = 1000
@@ -170,7 +175,20 @@ def config_from_json(text: str) -> Config:
         raise ConfigError(f"saved config is not valid JSON: {e}") from None
     if not isinstance(values, dict):
         raise ConfigError("saved config is not a JSON object")
-    return from_dict(values)
+    return from_dict(_upgrade(values))
+
+
+def _upgrade(values: dict[str, Any]) -> dict[str, Any]:
+    """Read a config saved by mnist-jax 0.1.0, whose SGD carried `momentum` and `nesterov`."""
+    if "nesterov" not in values:
+        return values
+    values = dict(values)
+    nesterov, momentum = values.pop("nesterov"), values.get("momentum")
+    if values.get("optimizer", "sgd") == "sgd" and momentum:
+        values["optimizer"] = "nesterov" if nesterov else "momentum"
+    elif not momentum:
+        values.pop("momentum", None)
+    return values
 
 
 _HINTS = typing.get_type_hints(Config)
@@ -269,8 +287,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f'batch_size must be a positive integer or "full", got {cfg.batch_size}')
     if any(h <= 0 for h in cfg.hidden):
         raise ConfigError(f"hidden sizes must be positive integers, got {list(cfg.hidden)}")
-    if not 0.0 <= cfg.momentum < 1.0:
-        raise ConfigError(f"momentum must be in [0, 1), got {cfg.momentum}")
+    if not 0.0 < cfg.momentum < 1.0:
+        raise ConfigError(f"momentum must be in (0, 1), got {cfg.momentum}")
     if cfg.l2 < 0 or not math.isfinite(cfg.l2):
         raise ConfigError(f"l2 must be zero or positive, got {cfg.l2}")
     if not 0 <= cfg.warmup_epochs < math.inf:

@@ -1,7 +1,7 @@
 """Convert between MNIST's IDX layout and the other formats: `data import` and `data export`.
 
 Import reads a Kaggle CSV, one-hot CSV folder or .mat file (`mnist_jax.formats`) and writes
-the four canonical gz IDX files into one folder, with a manifest (`data.IMPORT_MANIFEST`)
+the four canonical gz IDX files into one folder, with a manifest (`mnist.IMPORT_MANIFEST`)
 holding their own sha256s, so `--data-dir` reads them verified like canonical MNIST. Export
 writes MNIST (or any Dataset) in one of those formats, e.g. a Kaggle-style train.csv drawn
 from MNIST's training images, so the Kaggle seed system runs without Kaggle's file.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_jax import data, formats
+from mnist_jax import files, formats, idx, mnist
 from mnist_jax.errors import ConfigError, DataError
 
 KAGGLE_ROWS = 42_000  # rows of Kaggle's Digit Recognizer train.csv
@@ -23,10 +23,10 @@ KAGGLE_ROWS = 42_000  # rows of Kaggle's Digit Recognizer train.csv
 
 def default_import_dir(fmt: str) -> Path:
     """Return where `data import` writes by default: <user cache>/imported-<format>."""
-    return data.cache_dir() / f"imported-{fmt}"
+    return files.cache_dir() / f"imported-{fmt}"
 
 
-def write_idx_folder(folder: Path, dataset: data.Dataset, fmt: str, source: str) -> list[Path]:
+def write_idx_folder(folder: Path, dataset: mnist.Dataset, fmt: str, source: str) -> list[Path]:
     """Write `dataset` as the four gz IDX files plus an import manifest in `folder`.
 
     Only the four canonical names and the manifest are written, each atomically, all inside
@@ -39,26 +39,26 @@ def write_idx_folder(folder: Path, dataset: data.Dataset, fmt: str, source: str)
     Raises:
         DataError: the folder holds foreign MNIST files or cannot be written.
     """
-    if data.read_manifest(folder) is None and any(
-        data.find_file(folder, name) for name in data.MNIST_SHA256
+    if mnist.read_manifest(folder) is None and any(
+        idx.find_file(folder, name) for name in mnist.MNIST_SHA256
     ):
         raise DataError(
             f"{folder} already holds MNIST files that `data import` did not write; "
             "import into an empty folder"
         )
     arrays = {
-        data.file_name("train", "images"): dataset.train_images,
-        data.file_name("train", "labels"): dataset.train_labels,
-        data.file_name("t10k", "images"): dataset.test_images,
-        data.file_name("t10k", "labels"): dataset.test_labels,
+        idx.file_name("train", "images"): dataset.train_images,
+        idx.file_name("train", "labels"): dataset.train_labels,
+        idx.file_name("t10k", "images"): dataset.test_images,
+        idx.file_name("t10k", "labels"): dataset.test_labels,
     }
     sums, written = {}, []
     try:
         for name, array in arrays.items():
-            raw = data.encode_idx(array)
-            sums[name] = data.sha256(raw)
+            raw = idx.encode_idx(array)
+            sums[name] = idx.sha256(raw)
             path = folder / f"{name}.gz"
-            data.atomic_write_bytes(path, gzip.compress(raw, mtime=0))
+            files.atomic_write_bytes(path, gzip.compress(raw, mtime=0))
             (folder / name).unlink(missing_ok=True)  # an older raw copy would not match
             written.append(path)
         manifest = {
@@ -69,8 +69,8 @@ def write_idx_folder(folder: Path, dataset: data.Dataset, fmt: str, source: str)
             "test": len(dataset.test_labels),
             "sha256": sums,
         }
-        path = folder / data.IMPORT_MANIFEST
-        data.atomic_write_json(path, manifest)
+        path = folder / mnist.IMPORT_MANIFEST
+        files.atomic_write_json(path, manifest)
     except OSError as e:
         raise DataError(f"cannot write to {folder}: {e.strerror or e}") from None
     return [*written, path]
@@ -109,7 +109,7 @@ def import_dataset(
 def export_dataset(
     fmt: str,
     out: Path,
-    dataset: data.Dataset,
+    dataset: mnist.Dataset,
     *,
     seed: int = 0,
     rows: int = KAGGLE_ROWS,
@@ -121,7 +121,7 @@ def export_dataset(
             seed-chosen order, under Kaggle's header), "onehot-csv" (four files in the folder
             `out`, both splits whole) or "mat" (the file `out`, both splits, train first).
         out: the file or folder to write.
-        dataset: the images and labels, e.g. `data.load_mnist()`.
+        dataset: the images and labels, e.g. `mnist.load_mnist()`.
         seed: which training images a Kaggle file holds.
         rows: how many rows a Kaggle file holds.
     """
@@ -155,7 +155,7 @@ def export_command(
     """Load MNIST (as `train` would find it) and export it; see `export_dataset`."""
     if fmt not in formats.FORMATS:
         raise ConfigError(f"unknown format '{fmt}': choose one of {', '.join(formats.FORMATS)}")
-    written = export_dataset(fmt, out, data.load_mnist(data_dir, log=log), seed=seed, rows=rows)
+    written = export_dataset(fmt, out, mnist.load_mnist(data_dir, log=log), seed=seed, rows=rows)
     for path in written:
         log(f"wrote {path}")
     return written

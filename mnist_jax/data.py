@@ -1,376 +1,129 @@
-"""Find, download, verify and parse MNIST into uint8 arrays. NumPy only: no JAX here.
+"""One way in for data: `load(config)` reads the configured source and returns its splits.
 
-Search order for the four IDX files: an explicit folder (`--data-dir`), `$MNIST_JAX_DATA`, the
-user cache (`$XDG_CACHE_HOME/mnist-jax`, else `~/.cache/mnist-jax`), then a download from the
-public mirrors into that cache. Offline with nothing found, the bundled sample (a fixed,
-class-stratified 10,000/2,000 subset of the real files) is used, and the run says so.
-
-Checksums are taken over the *uncompressed* bytes, so any mirror's gzip wrapping is accepted.
+The source is the full MNIST set (found, cached or downloaded; the bundled sample offline),
+the bundled sample, an IDX folder, or a Kaggle CSV, one-hot CSV folder or `.mat` file
+(`mnist_jax.formats`); with `dataset = "auto"` the format is told from `data_path` itself.
+The training images are then cut to the config's subsets and validation split, chosen by the
+run's data key, all on the host in NumPy; `mnist_jax.trainer` moves the splits to the devices.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import gzip
-import hashlib
-import http.client
-import json
-import math
-import os
-import sys
-import tempfile
-import urllib.request
-import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
+import jax
 import numpy as np
 
+from mnist_jax import formats, mnist
+from mnist_jax.config import Config
 from mnist_jax.errors import DataError
+from mnist_jax.idx import find_file
+from mnist_jax.keys import root_keys
+from mnist_jax.mnist import Dataset
 
-SPLITS = ("train", "t10k")
-KINDS = ("images", "labels")
-IMPORT_MANIFEST = "mnist-jax-import.json"  # marks a folder written by `data import`
-
-# sha256 of the uncompressed files, as published with the canonical MNIST release.
-MNIST_SHA256 = {
-    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-}
-MIRRORS = (
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-)
-SAMPLE_DIR = Path(__file__).parent / "sample"
-SAMPLE_SIZES = {"train": 10_000, "t10k": 2_000}
-DOWNLOAD_TIMEOUT_S = 30.0
-FULL_HINT = "run `mnist-jax data fetch` or set MNIST_JAX_DATA to get the full 60,000/10,000 set"
-
-# IDX element types: code -> NumPy dtype. MNIST uses only 0x08 (unsigned byte).
-_IDX_TYPES = {0x08: np.dtype(np.uint8)}
+Log = Callable[[str], None]
 
 
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-    """Raw MNIST: images (N, 28, 28) uint8 and labels (N,) uint8 in 0..9, per split."""
+class Split(NamedTuple):
+    """One split on the host: images (N, 28, 28) uint8 and labels (N,) uint8."""
 
-    name: str  # "mnist" or "mnist-sample" (or a file format's name)
-    source: str  # where it was read from
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
 
 
-def file_name(split: str, kind: str) -> str:
-    """Return the canonical uncompressed name, e.g. 'train-images-idx3-ubyte'."""
-    return f"{split}-{kind}-idx{3 if kind == 'images' else 1}-ubyte"
+class Splits(NamedTuple):
+    """A run's data on the host, split as the config asks."""
+
+    name: str  # dataset name recorded in the outputs ("mnist", "mnist-sample", a format)
+    train: Split
+    validation: Split  # may hold zero images
+    test: Split
 
 
-def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Parse the bytes of an uncompressed IDX file into an array.
-
-    Args:
-        raw: the whole file: 2 zero bytes, a type code, the number of dimensions, each
-            dimension as a big-endian uint32, then the elements.
-        name: the file's name, used in error messages.
+def detect_format(path: str | Path) -> tuple[str, Path]:
+    """Tell a data path's format from the file itself.
 
     Returns:
-        An array of the header's shape and type (uint8 for MNIST).
+        (dataset, path): "mnist" for a folder of IDX files, "onehot-csv" for a folder of the
+        four one-hot CSV files, "kaggle-csv" for a CSV whose header starts with `label`,
+        "mat" for a MATLAB file.
 
     Raises:
-        DataError: bad magic, unknown type, or a size that disagrees with the header.
+        DataError: the path does not exist or its format cannot be told.
     """
-    if len(raw) < 4:
-        raise DataError(f"{name}: too short to be an IDX file ({len(raw)} bytes)")
-    if raw[0] != 0 or raw[1] != 0:
-        raise DataError(f"{name}: not an IDX file (magic bytes {raw[:4].hex()})")
-    dtype = _IDX_TYPES.get(raw[2])
-    if dtype is None:
-        raise DataError(f"{name}: unsupported IDX element type 0x{raw[2]:02x}")
-    ndim = raw[3]
-    if ndim == 0:
-        raise DataError(f"{name}: IDX header declares zero dimensions")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{name}: truncated IDX header")
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
-    if len(raw) != expected:
+    path = Path(path)
+    if path.is_dir():
+        if any(find_file(path, name) for name in mnist.MNIST_SHA256):
+            return "mnist", path
+        if any((path / name).exists() for pair in formats.ONEHOT_FILES.values() for name in pair):
+            return "onehot-csv", path
         raise DataError(
-            f"{name}: header says {shape} ({expected} bytes) but the file has {len(raw)} bytes"
+            f"{path}: cannot tell the data format: the folder holds neither the four IDX files "
+            "(train-images-idx3-ubyte...) nor the one-hot CSV files (train_X.csv...)"
         )
-    try:
-        return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
-    except ValueError:  # more dimensions, or a larger extent, than NumPy can hold
-        raise DataError(f"{name}: IDX header shape ({ndim} dimensions) is too large") from None
-
-
-def read_bytes(path: Path) -> bytes:
-    """Read a file, transparently un-gzipping it; any failure is one DataError line."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a file") from None
-    except PermissionError:
-        raise DataError(f"{path}: not readable (permission denied)") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as e:
-            raise DataError(f"{path}: corrupt or truncated gzip data ({e})") from None
-    return raw
-
-
-def sha256(raw: bytes) -> str:
-    """Return the hex sha256 of `raw`."""
-    return hashlib.sha256(raw).hexdigest()
-
-
-def check_images_labels(images: np.ndarray, labels: np.ndarray, where: str) -> None:
-    """Check that images are (N, 28, 28), labels (N,) in 0..9, and the counts agree."""
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise DataError(f"{where}: images must have shape (N, 28, 28), got {images.shape}")
-    if labels.ndim != 1:
-        raise DataError(f"{where}: labels must have shape (N,), got {labels.shape}")
-    if len(images) != len(labels):
-        raise DataError(f"{where}: {len(images)} images but {len(labels)} labels")
-    if len(labels) and labels.max() > 9:
-        raise DataError(f"{where}: labels must be 0..9, found {int(labels.max())}")
-
-
-def find_file(folder: Path, name: str) -> Path | None:
-    """Return `folder/name.gz` or `folder/name` (either accepted), or None."""
-    for candidate in (folder / f"{name}.gz", folder / name):
-        if candidate.exists():
-            return candidate
-    return None
-
-
-def read_split(folder: Path, split: str, checksums: dict[str, str] | None) -> tuple:
-    """Read one split's images and labels from `folder`, verifying `checksums` if given.
-
-    Structure is checked before checksums, so a broken file is reported by what is wrong with
-    it (bad magic, wrong size, mismatched counts, labels out of range) rather than only by a
-    checksum that differs.
-    """
-    paths, raws, arrays = [], [], []
-    for kind in KINDS:
-        name = file_name(split, kind)
-        path = find_file(folder, name)
-        if path is None:
-            raise DataError(f"{folder}: missing {name}(.gz)")
-        raw = read_bytes(path)
-        arrays.append(parse_idx(raw, str(path)))
-        paths.append(path)
-        raws.append(raw)
-    check_images_labels(arrays[0], arrays[1], str(folder / split))
-    if checksums is not None:
-        for kind, path, raw in zip(KINDS, paths, raws):
-            verify_checksum(path, raw, checksums[file_name(split, kind)])
-    return arrays[0], arrays[1]
-
-
-def verify_checksum(path: Path, raw: bytes, expected: str) -> None:
-    """Check the sha256 of a file's uncompressed bytes, naming the file, expected and actual."""
-    actual = sha256(raw)
-    if actual != expected:
-        raise DataError(
-            f"{path}: checksum mismatch (sha256 of uncompressed bytes: expected "
-            f"{expected}, got {actual}); delete it and fetch again"
-        )
-
-
-def read_folder(folder: Path, name: str, checksums: dict[str, str] | None) -> Dataset:
-    """Read the four IDX files in `folder` into a Dataset."""
-    train = read_split(folder, "train", checksums)
-    test = read_split(folder, "t10k", checksums)
-    return Dataset(name, str(folder), train[0], train[1], test[0], test[1])
-
-
-def read_manifest(folder: Path) -> dict | None:
-    """Return the import manifest of `folder` ({"name", "format", "sha256": {file: hex}}) or None.
-
-    `mnist-jax data import` writes IDX files that are not the canonical MNIST, with this
-    manifest holding their own checksums; folders without one must hold canonical MNIST.
-    """
-    path = folder / IMPORT_MANIFEST
     if not path.exists():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: unreadable import manifest ({e})") from None
-    sums = manifest.get("sha256") if isinstance(manifest, dict) else None
-    if (
-        not isinstance(sums, dict)
-        or set(sums) != set(MNIST_SHA256)
-        or not all(isinstance(v, str) for v in sums.values())
-        or not isinstance(manifest.get("name"), str)
-    ):
-        raise DataError(f"{path}: not an import manifest; run `mnist-jax data import` again")
-    return manifest
+        raise DataError(f"{path}: data file not found")
+    with path.open("rb") as f:
+        head = f.read(128)
+    if head.startswith(b"MATLAB") or path.suffix.lower() == ".mat":
+        return "mat", path
+    if head.lstrip(b"\xef\xbb\xbf").lower().startswith(b"label"):
+        return "kaggle-csv", path
+    raise DataError(
+        f"{path}: cannot tell the data format: expected an IDX or one-hot CSV folder, a Kaggle "
+        "CSV (header 'label,pixel0,...') or a .mat file"
+    )
 
 
-def read_data_dir(folder: Path) -> Dataset:
-    """Read an explicit data folder: canonical MNIST, verified, or an imported set, verified
-    against its own manifest."""
-    manifest = read_manifest(folder)
-    if manifest is None:
-        return read_folder(folder, "mnist", MNIST_SHA256)
-    return read_folder(folder, manifest["name"], manifest["sha256"])
+def read_dataset(config: Config, log: Log = print) -> Dataset:
+    """Read the raw dataset the config names (full MNIST, the sample, a folder or a file)."""
+    dataset, data_path = config.dataset, config.data_path
+    if dataset == "auto":
+        if data_path is None:
+            raise DataError('dataset "auto" needs data_path (or --data PATH)')
+        dataset, folder = detect_format(data_path)
+        if dataset == "mnist":
+            return mnist.load_mnist(folder, log=log)
+    if dataset == "sample":
+        return mnist.load_sample()
+    if dataset == "mnist":
+        return mnist.load_mnist(config.data_dir, log=log)
+    return formats.read(dataset, formats.need_path(dataset, data_path), seed=config.seed)
 
 
-def has_all_files(folder: Path) -> bool:
-    """Return True if all four MNIST files (gzip or raw) are in `folder`."""
-    return all(find_file(folder, n) is not None for n in MNIST_SHA256)
+def split(config: Config, dataset: Dataset, key: jax.Array) -> Splits:
+    """Apply the config's subsets and validation split, chosen by `key`, on the host."""
+    subset_key, split_key, test_key = jax.random.split(key, 3)
+    train_x, train_y = dataset.train_images, dataset.train_labels
+    test_x, test_y = dataset.test_images, dataset.test_labels
+    if config.train_size is not None:
+        train_x, train_y = _subset(train_x, train_y, config.train_size, subset_key, "train_size")
+    if config.test_size is not None:
+        test_x, test_y = _subset(test_x, test_y, config.test_size, test_key, "test_size")
+    val_size = len(train_x) // 12 if config.validation_size is None else config.validation_size
+    order = np.asarray(jax.random.permutation(split_key, len(train_x)))
+    train_x, train_y, val_x, val_y = split_train(train_x, train_y, val_size, order)
+    return Splits(dataset.name, Split(train_x, train_y), Split(val_x, val_y), Split(test_x, test_y))
 
 
-def cache_dir() -> Path:
-    """Return the user cache folder for MNIST ($XDG_CACHE_HOME/mnist-jax or ~/.cache/...)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mnist-jax"
+def load(config: Config, log: Log = print) -> Splits:
+    """Read the config's data and split it with the run's data key (`keys.root_keys`)."""
+    splits = split(config, read_dataset(config, log), root_keys(config.seed).data)
+    if not config.full_batch and config.batch_size > len(splits.train.x):
+        raise DataError(
+            f"batch_size {config.batch_size} is larger than the "
+            f"{len(splits.train.x)} training images"
+        )
+    return splits
 
 
-def load_sample() -> Dataset:
-    """Return the bundled sample: 10,000 training and 2,000 test images of real MNIST."""
-    return read_folder(SAMPLE_DIR, "mnist-sample", checksums=None)
-
-
-def load_mnist(
-    data_dir: str | Path | None = None,
-    *,
-    download: bool = True,
-    mirrors: tuple[str, ...] = MIRRORS,
-    timeout: float = DOWNLOAD_TIMEOUT_S,
-    log: Callable[[str], None] = print,
-) -> Dataset:
-    """Find the full MNIST set, downloading it if needed; fall back to the bundled sample.
-
-    Args:
-        data_dir: an explicit folder; it must hold the four files.
-        download: try the public mirrors when nothing is found locally.
-        mirrors, timeout: where and how long to try (see `fetch`).
-        log: where to say which data is used (one line each).
-
-    Returns:
-        The full Dataset, or the sample when nothing could be found or fetched.
-
-    Raises:
-        DataError: an explicit folder lacks the files, or a file is malformed.
-    """
-    for folder, origin in (
-        (data_dir, "--data-dir"),
-        (os.environ.get("MNIST_JAX_DATA"), "MNIST_JAX_DATA"),
-    ):
-        if folder:
-            folder = Path(folder)
-            if not has_all_files(folder):
-                raise DataError(f"{origin} {folder} does not hold the four MNIST IDX files")
-            return read_data_dir(folder)
-    cache = cache_dir()
-    if has_all_files(cache):
-        return read_folder(cache, "mnist", MNIST_SHA256)
-    if download:
-        try:
-            fetch(cache, mirrors=mirrors, timeout=timeout, log=log)
-            return read_folder(cache, "mnist", MNIST_SHA256)
-        except DataError as e:
-            log(f"could not download MNIST ({e})")
-    log(f"using the bundled MNIST sample (10,000 train / 2,000 test images); {FULL_HINT}")
-    return load_sample()
-
-
-def fetch(
-    folder: Path,
-    *,
-    mirrors: tuple[str, ...] = MIRRORS,
-    timeout: float = DOWNLOAD_TIMEOUT_S,
-    log: Callable[[str], None] = print,
-) -> None:
-    """Download the missing MNIST files into `folder`, verified and written atomically.
-
-    Each file is tried on each mirror in turn. A file is only ever renamed to its final name
-    after its uncompressed sha256 matched, so an interrupted or corrupt download never leaves
-    a file that looks complete.
-
-    Raises:
-        DataError: a file could not be fetched from any mirror.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, expected in MNIST_SHA256.items():
-        if find_file(folder, name) is not None:
-            continue
-        errors = []
-        for mirror in mirrors:
-            url = f"{mirror}{name}.gz"
-            try:
-                raw = _download(url, timeout, log)
-                actual = sha256(gzip.decompress(raw))
-                if actual != expected:
-                    raise DataError(f"checksum mismatch: expected {expected}, got {actual}")
-                atomic_write_bytes(folder / f"{name}.gz", raw)
-                break
-            except (
-                DataError, OSError, EOFError, ValueError, zlib.error, http.client.HTTPException
-            ) as e:  # fmt: skip
-                # URLError is an OSError; HTTPException covers a connection cut mid-body.
-                errors.append(f"{url}: {getattr(e, 'reason', None) or e}")
-        else:
-            raise DataError(f"could not fetch {name}: " + "; ".join(errors))
-
-
-def _download(url: str, timeout: float, log: Callable[[str], None]) -> bytes:
-    """Fetch `url` into memory, drawing a progress bar on stderr when it is a terminal."""
-    log(f"downloading {url}")
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        total = int(response.headers.get("Content-Length") or 0)
-        chunks, done = [], 0
-        while chunk := response.read(1 << 16):
-            chunks.append(chunk)
-            done += len(chunk)
-            if total and sys.stderr.isatty():
-                filled = 30 * done // total
-                sys.stderr.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {done / total:4.0%}")
-        if total and sys.stderr.isatty():
-            sys.stderr.write("\n")
-    if total and done != total:
-        raise DataError(f"download cut short: {done} of {total} bytes")
-    return b"".join(chunks)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, value: Any) -> None:
-    """Write `value` as indented JSON with a final newline, atomically."""
-    atomic_write_bytes(path, (json.dumps(value, indent=2) + "\n").encode())
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _subset(x: np.ndarray, y: np.ndarray, size: int, key: jax.Array, name: str):
+    if size > len(x):
+        raise DataError(f"{name} {size} is larger than the {len(x)} images available")
+    keep = np.sort(np.asarray(jax.random.permutation(key, len(x)))[:size])
+    return x[keep], y[keep]
 
 
 def split_train(
@@ -391,85 +144,3 @@ def split_train(
     held_out[order[:validation_size]] = True
     val_idx = order[:validation_size]
     return images[~held_out], labels[~held_out], images[val_idx], labels[val_idx]
-
-
-def stratified_indices(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
-    """Choose `count` indices keeping each class's share of `labels`, in ascending order.
-
-    Class shares are rounded by the largest-remainder rule so the counts add up exactly;
-    within each class the indices are drawn by NumPy's PCG64 generator seeded with `seed`.
-    """
-    classes, totals = np.unique(labels, return_counts=True)
-    exact = totals * count / len(labels)
-    quota = np.floor(exact).astype(int)
-    quota[np.argsort(-(exact - quota), kind="stable")[: count - quota.sum()]] += 1
-    rng = np.random.default_rng(seed)
-    chosen = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)]
-    return np.sort(np.concatenate(chosen))
-
-
-def derive_sample(full: Dataset) -> Dataset:
-    """Derive the bundled sample from the full set (see `scripts/make_sample.py`)."""
-    train = stratified_indices(full.train_labels, SAMPLE_SIZES["train"])
-    test = stratified_indices(full.test_labels, SAMPLE_SIZES["t10k"])
-    return Dataset(
-        "mnist-sample",
-        full.source,
-        full.train_images[train],
-        full.train_labels[train],
-        full.test_images[test],
-        full.test_labels[test],
-    )
-
-
-def encode_idx(array: np.ndarray) -> bytes:
-    """Return the uncompressed IDX bytes of a uint8 array (the inverse of `parse_idx`)."""
-    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
-    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-
-
-def describe(data_dir: str | Path | None = None) -> dict:
-    """Report where MNIST would be read from and whether each file's checksum matches."""
-    candidates = [
-        ("--data-dir", data_dir),
-        ("MNIST_JAX_DATA", os.environ.get("MNIST_JAX_DATA")),
-        ("cache", str(cache_dir())),
-    ]
-    report: dict = {"searched": [], "using": None, "files": {}}
-    for origin, folder in candidates:
-        if not folder:
-            continue
-        found = has_all_files(Path(folder))
-        report["searched"].append({"origin": origin, "folder": str(folder), "complete": found})
-        if found and report["using"] is None:
-            report["using"] = str(folder)
-    if report["using"] is None:
-        report["using"] = f"bundled sample ({SAMPLE_DIR})"
-        return report
-    manifest = read_manifest(Path(report["using"]))
-    if manifest is not None:
-        report["imported"] = manifest["name"]
-    for name, expected in (MNIST_SHA256 if manifest is None else manifest["sha256"]).items():
-        path = find_file(Path(report["using"]), name)
-        try:
-            ok = sha256(read_bytes(path)) == expected
-        except DataError:
-            ok = False
-        report["files"][name] = {"path": str(path), "sha256_ok": ok}
-    return report
-
-
-def format_description(report: dict) -> list[str]:
-    """Render `describe`'s report as lines for a person."""
-    lines = [
-        f"{s['origin']:<15} {s['folder']}  {'complete' if s['complete'] else 'missing files'}"
-        for s in report["searched"]
-    ]
-    lines.append(f"using           {report['using']}")
-    if "imported" in report:
-        lines.append(f"  {report['imported']}: checked against its import manifest, not MNIST's")
-    for name, info in report["files"].items():
-        lines.append(f"  {name:<26} {'checksum ok' if info['sha256_ok'] else 'CHECKSUM MISMATCH'}")
-    if not report["files"]:
-        lines.append(f"  {FULL_HINT}")
-    return lines

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_jax import data
-from mnist_jax.config import Config
 from mnist_jax.errors import ConfigError, DataError, MnistJaxError
+from mnist_jax.files import atomic_write_bytes
+from mnist_jax.idx import read_bytes
+from mnist_jax.mnist import Dataset
 
 FORMATS = ("kaggle-csv", "onehot-csv", "mat")
 PIXELS = 28 * 28
@@ -44,25 +45,14 @@ _COMMA, _NEWLINE = ord(","), ord("\n")
 # ----------------------------------------------------------------------------- dispatch
 
 
-def load(config: Config) -> data.Dataset:
-    """Read the dataset a config names from `config.data_path`.
-
-    Args:
-        config: dataset is "kaggle-csv" (a file), "onehot-csv" (a folder) or "mat" (a file);
-            for Kaggle's file, `config.seed` picks the 1,000 dev rows.
-
-    Returns:
-        The Dataset: images (N, 28, 28) uint8, labels (N,) uint8 per split.
-
-    Raises:
-        ConfigError: no data_path; DataError: the files are missing or malformed.
-    """
-    if config.data_path is None:
-        raise ConfigError(f'dataset "{config.dataset}" needs data_path (the file or folder)')
-    return read(config.dataset, Path(config.data_path), seed=config.seed)
+def need_path(dataset: str, path: str | None) -> Path:
+    """Return the data path a file format needs, or say that it is missing."""
+    if path is None:
+        raise ConfigError(f'dataset "{dataset}" needs data_path (the file or folder), or --data')
+    return Path(path)
 
 
-def read(fmt: str, path: Path, *, seed: int = 0) -> data.Dataset:
+def read(fmt: str, path: Path, *, seed: int = 0) -> Dataset:
     """Read `path` in format `fmt` (one of FORMATS) into a Dataset."""
     if fmt == "kaggle-csv":
         return read_kaggle_csv(path, seed=seed)
@@ -168,7 +158,7 @@ def encode_csv(table: np.ndarray, header: bytes | None = None) -> bytes:
 def _read(path: Path, hint: str = "") -> bytes:
     if not path.exists():
         raise DataError(f"{path}: file not found{hint}")
-    raw = data.read_bytes(path)
+    raw = read_bytes(path)
     if not raw.strip():
         raise DataError(f"{path}: empty file")
     return raw
@@ -194,7 +184,7 @@ def parse_kaggle_csv(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     return images.reshape(-1, 28, 28), labels
 
 
-def read_kaggle_csv(path: Path, *, seed: int = 0, dev_rows: int = KAGGLE_DEV_ROWS) -> data.Dataset:
+def read_kaggle_csv(path: Path, *, seed: int = 0, dev_rows: int = KAGGLE_DEV_ROWS) -> Dataset:
     """Read Kaggle's train.csv; `seed` shuffles the rows, the first `dev_rows` are the test split.
 
     Returns:
@@ -209,15 +199,13 @@ def read_kaggle_csv(path: Path, *, seed: int = 0, dev_rows: int = KAGGLE_DEV_ROW
         raise DataError(f"{path}: {len(labels)} rows; need more than the {dev_rows} dev rows")
     order = np.random.default_rng(seed).permutation(len(labels))
     dev, rest = order[:dev_rows], np.sort(order[dev_rows:])
-    return data.Dataset(
-        "kaggle-csv", str(path), images[rest], labels[rest], images[dev], labels[dev]
-    )
+    return Dataset("kaggle-csv", str(path), images[rest], labels[rest], images[dev], labels[dev])
 
 
 def write_kaggle_csv(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     """Write images (N, 28, 28) and labels (N,) as Kaggle's train.csv, atomically."""
     table = np.concatenate([labels.reshape(-1, 1), images.reshape(len(images), -1)], axis=1)
-    data.atomic_write_bytes(path, encode_csv(table, KAGGLE_HEADER))
+    atomic_write_bytes(path, encode_csv(table, KAGGLE_HEADER))
 
 
 # ----------------------------------------------------------------------------- one-hot CSV
@@ -241,7 +229,7 @@ def parse_pixel_rows(raw: bytes, name: str) -> np.ndarray:
     return check_whole(table, name, 255, "pixel").reshape(-1, 28, 28)
 
 
-def read_onehot_csv(folder: Path) -> data.Dataset:
+def read_onehot_csv(folder: Path) -> Dataset:
     """Read train_X.csv, train_label.csv, test_X.csv and test_label.csv from `folder`."""
     if not folder.is_dir():
         names = ", ".join(n for pair in ONEHOT_FILES.values() for n in pair)
@@ -255,10 +243,10 @@ def read_onehot_csv(folder: Path) -> data.Dataset:
                 f"{folder}: {images_name} has {len(images)} rows but {labels_name} {len(labels)}"
             )
         arrays += [images, labels]
-    return data.Dataset("onehot-csv", str(folder), *arrays)
+    return Dataset("onehot-csv", str(folder), *arrays)
 
 
-def write_onehot_csv(folder: Path, dataset: data.Dataset) -> list[Path]:
+def write_onehot_csv(folder: Path, dataset: Dataset) -> list[Path]:
     """Write a Dataset as the four one-hot CSV files in `folder`, atomically; return them."""
     written = []
     for (images_name, labels_name), images, labels in (
@@ -266,8 +254,8 @@ def write_onehot_csv(folder: Path, dataset: data.Dataset) -> list[Path]:
         (ONEHOT_FILES["test"], dataset.test_images, dataset.test_labels),
     ):
         onehot = np.eye(CLASSES, dtype=np.uint8)[labels]
-        data.atomic_write_bytes(folder / images_name, encode_csv(images.reshape(len(images), -1)))
-        data.atomic_write_bytes(folder / labels_name, encode_csv(onehot))
+        atomic_write_bytes(folder / images_name, encode_csv(images.reshape(len(images), -1)))
+        atomic_write_bytes(folder / labels_name, encode_csv(onehot))
         written += [folder / images_name, folder / labels_name]
     return written
 
@@ -283,7 +271,7 @@ def _scipy_io():
     return scipy.io
 
 
-def parse_mat(raw: bytes, name: str) -> data.Dataset:
+def parse_mat(raw: bytes, name: str) -> Dataset:
     """Parse the bytes of mnist-original.mat (see the module docstring) into a Dataset."""
     sio = _scipy_io()
     try:
@@ -316,7 +304,7 @@ def parse_mat(raw: bytes, name: str) -> data.Dataset:
     images = check_whole(pixels.T.astype(np.float64), name, 255, "pixel").reshape(-1, 28, 28)
     labels = check_whole(labels.reshape(-1, 1).astype(np.float64), name, 9, "label")[:, 0]
     train = _mat_train_count(contents.get("train_count"), count, name)
-    return data.Dataset("mat", name, images[:train], labels[:train], images[train:], labels[train:])
+    return Dataset("mat", name, images[:train], labels[:train], images[train:], labels[train:])
 
 
 def _mat_train_count(value: object, count: int, name: str) -> int:
@@ -334,13 +322,13 @@ def _mat_train_count(value: object, count: int, name: str) -> int:
     return int(flat[0])
 
 
-def read_mat(path: Path) -> data.Dataset:
+def read_mat(path: Path) -> Dataset:
     """Read mnist-original.mat (needs the `mat` extra: SciPy)."""
     _scipy_io()  # say what to install before reading a large file
     return parse_mat(_read(path), str(path))
 
 
-def encode_mat(dataset: data.Dataset) -> bytes:
+def encode_mat(dataset: Dataset) -> bytes:
     """Return .mat bytes holding `dataset` in mnist-original.mat's layout, plus train_count."""
     sio = _scipy_io()
     images = np.concatenate([dataset.train_images, dataset.test_images])
@@ -358,6 +346,6 @@ def encode_mat(dataset: data.Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def write_mat(path: Path, dataset: data.Dataset) -> None:
+def write_mat(path: Path, dataset: Dataset) -> None:
     """Write `dataset` as a .mat file, atomically."""
-    data.atomic_write_bytes(path, encode_mat(dataset))
+    atomic_write_bytes(path, encode_mat(dataset))

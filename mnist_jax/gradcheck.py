@@ -2,7 +2,7 @@
 
 `check_gradients` builds the config's model with the trainer's own initialisation, takes the
 first training batch the trainer would see, and compares, for every parameter leaf, the
-gradient `jax.grad` gives for the trainer's loss (`mnist_jax.train.make_loss`) with the one
+gradient `jax.grad` gives for the trainer's loss (`Trainer.loss_fn`) with the one
 `mnist_jax.reference.gradients` computes by the chain rule, layer by layer. Central finite
 differences of the NumPy loss at a few coordinates per leaf say, independently of both, that
 these really are the derivatives. The loss values are compared too.
@@ -47,12 +47,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from mnist_jax import checkpoint, reference
-from mnist_jax import train as training
+from mnist_jax import checkpoint, data, reference, step
 from mnist_jax.config import Config
+from mnist_jax.data import Splits
 from mnist_jax.errors import MnistJaxError
+from mnist_jax.keys import epoch_key
+from mnist_jax.trainer import Trainer, build, precision
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 FD_TOLERANCE = 1e-6
@@ -72,40 +73,34 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b)) / scale)
 
 
-def first_batch(config: Config, batch: int, log: training.Log) -> tuple[Any, ...]:
-    """Return the first training batch of the config's run.
-
-    The data are loaded and split exactly as `mnist_jax.train` does, and the batch is the
-    first `batch` images of the first epoch's shuffle.
+def first_batch(trainer: Trainer, splits: Splits, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return the first `batch` images of the first epoch's shuffle of the run's training split.
 
     Returns:
-        (x (batch, 784) uint8, y (batch,) int32, num_train, the dataset's name).
+        (x (batch, 784) uint8, y (batch,) int32).
     """
-    keys = training.root_keys(config)
-    dataset = training.load_dataset(config, log)
-    train_x, train_y = training.split_host_data(config, dataset, keys["data"])["train"]
-    num_train = len(train_x)
+    num_train = trainer.num_train
     if not 0 < batch <= num_train:
         raise MnistJaxError(
             f"--batch must be a positive integer no larger than the {num_train:,} training "
             f"images, got {batch}"
         )
-    order = np.asarray(jax.random.permutation(jax.random.fold_in(keys["shuffle"], 0), num_train))
+    order = np.asarray(jax.random.permutation(epoch_key(trainer.keys, 0), num_train))
     take = order[:batch]
-    return train_x[take].reshape(batch, -1), train_y[take].astype(np.int32), num_train, dataset.name
+    return splits.train.x[take].reshape(batch, -1), splits.train.y[take].astype(np.int32)
 
 
 def jax_gradients(
-    config: Config, params: Any, x: np.ndarray, y: np.ndarray, num_train: int
+    trainer: Trainer, params: Any, x: np.ndarray, y: np.ndarray
 ) -> tuple[float, list[dict[str, np.ndarray]], np.ndarray]:
-    """Differentiate the trainer's loss with JAX, under jit as in training.
+    """Differentiate the trainer's own loss with JAX, under jit as in training.
 
     Returns:
         (loss, grads as NumPy arrays, the scaled inputs (batch, 784) the loss saw).
     """
-    loss_fn = training.make_loss(config, num_train)
-    value, grads = jax.jit(jax.value_and_grad(loss_fn))(params, jnp.asarray(x), jnp.asarray(y))
-    scaled = training.scale_inputs(jnp.asarray(x), config)
+    value_and_grad = jax.jit(jax.value_and_grad(trainer.loss_fn))
+    value, grads = value_and_grad(params, trainer.put(x), trainer.put(y))
+    scaled = step.scale_inputs(jnp.asarray(x), trainer.config)
     return float(value), jax.device_get(grads), np.asarray(scaled)
 
 
@@ -138,7 +133,7 @@ def check_gradients(
     dtype: str = "float64",
     seed: int | None = None,
     reference_gradients: GradientFn | None = None,
-    log: training.Log = print,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Compare JAX's gradients of the config's loss with NumPy backpropagation.
 
@@ -160,12 +155,13 @@ def check_gradients(
         raise MnistJaxError(f"unknown dtype '{dtype}': choose float64 or float32")
     reference_gradients = reference_gradients or reference.gradients
     config = config.replace(dtype=dtype, **({} if seed is None else {"seed": seed}))
-    x, y, num_train, dataset_name = first_batch(config, batch, log)
-    with jax.enable_x64(dtype == "float64"):
-        device = jax.devices()[0]
-        init_key = training.root_keys(config)["init"]
-        params = training.init_state(config, init_key, optax.identity(), device).params
-        jax_loss, jax_grads, x_scaled = jax_gradients(config, params, x, y, num_train)
+    splits = data.load(config, log)
+    with precision(config):
+        trainer = build(config, splits)
+        x, y = first_batch(trainer, splits, batch)
+        num_train, dataset_name = trainer.num_train, splits.name
+        params = trainer.init_state().params
+        jax_loss, jax_grads, x_scaled = jax_gradients(trainer, params, x, y)
         # The reference works in float64 on exactly the values JAX saw (float32 ones widened).
         ref_params = [{k: np.asarray(v, np.float64) for k, v in p.items()} for p in params]
     settings = {

@@ -8,15 +8,14 @@ into the run folder.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mnist_jax.data import atomic_write_bytes
 from mnist_jax.errors import MnistJaxError
+from mnist_jax.files import atomic_write_bytes
 
 INSTALL_HINT = "pip install 'mnist-jax[plot]'"
 FILES = ("curves.png", "confusion.png", "samples.png", "weights.png")
@@ -43,49 +42,51 @@ def plot_run(
     *,
     split: str = "test",
 ) -> list[Path]:
-    """Write the four PNG files of `FILES` into the run folder; return their paths.
+    """Write the four PNG files of `FILES` into a finished run's folder; return their paths.
 
-    The curves come from metrics.jsonl; the rest from the checkpoint, evaluated again on
+    The curves come from its metrics.jsonl; the rest from its checkpoint, evaluated again on
     `split` (rebuilt from its config and seed, as `mnist-jax eval` does).
     """
-    plt = require_matplotlib()
-    from mnist_jax import report, train
+    require_matplotlib()
+    from mnist_jax import evaluation, rundir
 
     run_dir = Path(run_dir)
-    records = read_metrics(run_dir)
+    records = rundir.read_metrics(run_dir)
+    result, ckpt = evaluation.evaluate_checkpoint(run_dir, split, data_dir=data_dir, log=log)
+    return draw(run_dir, records, result, np.asarray(ckpt.params[0]["w"]))
 
-    def details(config, params, batches) -> dict[str, Any]:
-        labels, probs = report.split_predictions(config, params, batches)
-        keep = np.asarray(batches.mask).reshape(-1)
-        images = np.asarray(batches.x).reshape(-1, 28, 28)[keep]
-        weights = np.asarray(params[0]["w"])  # (784, hidden), from the same load
-        return {"labels": labels, "probs": probs, "images": images, "weights": weights}
 
-    result = train.evaluate_checkpoint(run_dir, split, data_dir, log, details=details)
-    labels, probs = result["labels"], result["probs"]
+def plot_result(result: Any, out: str | Path, log: Callable[[str], None] = print) -> list[Path]:
+    """Draw the plots of a training `api.Result` (its history, and its test evaluation)."""
+    from mnist_jax import api
+
+    evaluated = api.evaluate(result, "test", log=log)
+    return draw(Path(out), result.history, evaluated, np.asarray(result.params[0]["w"]))
+
+
+def draw(out: Path, records: list[dict[str, Any]], result: Any, weights: np.ndarray) -> list[Path]:
+    """Write curves, confusion, samples and weights PNGs into `out`; return their paths.
+
+    Args:
+        records: the per-epoch history; result: an `evaluation.Evaluation`;
+        weights: the first layer's weights (784, hidden).
+    """
+    from mnist_jax import report
+
+    plt = require_matplotlib()
+    labels, probs = result.labels, result.probabilities
     figures = {
         "curves.png": curves_figure(plt, records),
         "confusion.png": confusion_figure(
-            plt, report.confusion_matrix(labels, probs.argmax(axis=1)), result["accuracy"], split
+            plt,
+            report.confusion_matrix(labels, probs.argmax(axis=1)),
+            result.accuracy,
+            result.split,
         ),
-        "samples.png": samples_figure(plt, result["images"], labels, probs, split),
-        "weights.png": weights_figure(plt, result["weights"]),
+        "samples.png": samples_figure(plt, result.images, labels, probs, result.split),
+        "weights.png": weights_figure(plt, weights),
     }
-    paths = []
-    for name, figure in figures.items():
-        paths.append(save_figure(plt, figure, run_dir / name))
-    return paths
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """Read the per-epoch records of metrics.jsonl."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        raise MnistJaxError(f"{path} not found: give the folder of a training run")
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except json.JSONDecodeError as e:
-        raise MnistJaxError(f"{path}: damaged line ({e})") from None
+    return [save_figure(plt, figure, out / name) for name, figure in figures.items()]
 
 
 def save_figure(plt: Any, figure: Any, path: Path) -> Path:

@@ -1,8 +1,7 @@
 """What a model gets wrong: confusion matrix, per-class precision/recall/F1, worst mistakes.
 
-The predictions come from one jitted pass over the split's padded batches (the same
-batches `evaluate` reads); padding is removed on the host. Everything after that is
-plain NumPy on the labels and probabilities:
+It renders an `mnist_jax.evaluation.Evaluation`'s labels and probabilities; everything here
+is plain NumPy:
 
     confusion[t, p] = number of examples of true class t predicted as p
     precision[c]    = confusion[c, c] / column sum c   (0 when nothing was predicted c)
@@ -12,43 +11,12 @@ plain NumPy on the labels and probabilities:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
-
-from mnist_jax.config import Config
-from mnist_jax.predict import make_classify
 
 NUM_CLASSES = 10
 MISTAKES = 10  # most confident mistakes listed by default
-
-
-def make_predict_batches(config: Config):
-    """Return jitted predict(params, batches: EvalBatches) -> probabilities (B, size, 10)."""
-    classify = make_classify(config)
-
-    def predict(params, batches):
-        return jax.lax.map(lambda x: classify(params, x), batches.x)
-
-    return jax.jit(predict)
-
-
-def split_predictions(config: Config, params: Any, batches: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Predict a whole padded split on its device.
-
-    Returns:
-        labels (N,) int64 and probabilities (N, 10) float64 of the real (unmasked) examples.
-    """
-    probs = make_predict_batches(config)(params, batches)
-    probs, labels, mask = jax.device_get((probs, batches.y, batches.mask))
-    keep = np.asarray(mask).reshape(-1)
-    return (
-        np.asarray(labels).reshape(-1)[keep].astype(np.int64),
-        np.asarray(probs, np.float64).reshape(-1, NUM_CLASSES)[keep],
-    )
 
 
 def confusion_matrix(
@@ -132,21 +100,13 @@ def summarize(labels: np.ndarray, probs: np.ndarray, mistakes: int = MISTAKES) -
     }
 
 
-def evaluation_report(
-    path: str | Path,
-    split: str = "test",
-    data_dir: str | None = None,
-    log: Callable[[str], None] = print,
-    *,
-    mistakes: int = MISTAKES,
-) -> dict[str, Any]:
-    """`mnist-jax eval`: accuracy and loss exactly as training computed them, plus the report."""
-    from mnist_jax.train import evaluate_checkpoint
-
-    def details(config: Config, params: Any, batches: Any) -> dict[str, Any]:
-        return summarize(*split_predictions(config, params, batches), mistakes)
-
-    return evaluate_checkpoint(path, split, data_dir, log, details=details)
+def format_evaluation(result: dict[str, Any]) -> list[str]:
+    """Render an `Evaluation.to_dict()`: the headline figures, then `format_report`'s tables."""
+    head = (
+        f"{result['split']} accuracy {result['accuracy']:.2%}  loss {result['loss']:.4f}  "
+        f"({result['count']:,} images of {result['dataset']}, epoch {result['epoch']})"
+    )
+    return [head, "", *format_report(result)]
 
 
 def format_report(report: dict[str, Any]) -> list[str]:

@@ -1,7 +1,7 @@
 """What `mnist-jax train` does around the trainer: resolve, check, report, and save.
 
-Kept apart from `cli.py` so the CLI stays free of JAX, and apart from `train.py` so the
-trainer stays free of terminal concerns. Nothing a run has finished is lost: the first Ctrl-C
+Kept apart from `cli.py` so the CLI stays free of JAX, and apart from the trainer so it
+stays free of terminal concerns. Nothing a run has finished is lost: the first Ctrl-C
 stops at the next boundary with the last completed epoch saved, a second one ends the process
 at once (checkpoint writes are atomic, so the last good one survives), and a failed write
 (a full disk) is one error line that leaves the last checkpoint in place.
@@ -10,17 +10,18 @@ at once (checkpoint writes are atomic, so the last good one survives), and a fai
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mnist_jax import checkpoint, runtime
+from mnist_jax import checkpoint, rundir, runtime
 from mnist_jax.config import Config, load_config
+from mnist_jax.console import note
 from mnist_jax.errors import ConfigError, Interrupted, MnistJaxError
 
 # Room asked for beyond the checkpoint itself: metrics, summary, and the temporary copy that
@@ -28,9 +29,7 @@ from mnist_jax.errors import ConfigError, Interrupted, MnistJaxError
 SPACE_MARGIN_BYTES = 1 << 20
 
 
-def log(line: str) -> None:
-    """Print a progress line on stderr; results go to stdout."""
-    print(line, file=sys.stderr, flush=True)
+log = note  # progress and messages go to stderr; results to stdout
 
 
 def default_out(config: Config) -> Path:
@@ -49,7 +48,7 @@ def train_command(
     dry_run: bool,
     plot: bool = False,
     devices: int | None = None,
-) -> dict[str, Any] | None:
+) -> Any:
     """Resolve the config (or a run to resume), then train and report; see `mnist-jax train`."""
     if plot:  # fail before training, not after, when matplotlib is missing
         from mnist_jax import plots
@@ -67,7 +66,7 @@ def train_command(
         checkpoint.check_shapes(ckpt.params, config, f"--resume {resume}")
         checkpoint.check_dtypes(ckpt.params, ckpt.opt_leaves, config, f"--resume {resume}")
         out = checkpoint.resolve(resume).parent
-        remove_stale_temporaries(out)
+        rundir.remove_stale_temporaries(out)
     else:
         config = load_config(config_path, overrides)
         out = out or default_out(config)
@@ -81,35 +80,27 @@ def train_command(
     jax_device = runtime.placement(device, devices)
     runtime.enable_compilation_cache()
     if dry_run:
-        print_plan(config, out, jax_device)
-        return None
-    from mnist_jax.train import train_and_evaluate
+        return plan(config, out, jax_device)
+    from mnist_jax import api
 
     try:
         with stop_on_interrupt() as should_stop, progress_bar(progress) as (callback, line):
-            summary = train_and_evaluate(
-                config, out, device=jax_device, log=line, progress=callback, resume=ckpt,
+            result = api.train(
+                config, out, placement=jax_device, log=line, progress=callback, resume=ckpt,
                 should_stop=should_stop,
             )  # fmt: skip
     except Interrupted as e:
-        raise Interrupted(f"{e}; {how_to_continue(out)}") from None
+        raise Interrupted(f"{e}; {rundir.how_to_continue(out)}") from None
     except OSError as e:
         # Reading inputs already turned its OSErrors into DataError; what is left is writing.
         raise MnistJaxError(
-            f"could not write {e.filename or out}: {e.strerror or e}; {how_to_continue(out)}"
+            f"could not write {e.filename or out}: {e.strerror or e}; {rundir.how_to_continue(out)}"
         ) from None
     if plot:
-        for path in plots.plot_run(out, log=log):
-            print(f"plot {path}")
-    print(f"run saved in {out}  (evaluate again with: mnist-jax eval {out})")
-    return summary
-
-
-def how_to_continue(out: Path) -> str:
-    """Say how to pick up a run that stopped early, or that there is nothing to pick up."""
-    if not checkpoint.resolve(out).exists():
-        return "no epoch was completed, so there is nothing to resume"
-    return f"continue with: mnist-jax train --resume {out}"
+        for path in plots.plot_result(result, out, log=log):
+            log(f"plot {path}")
+    log(f"run saved in {out}  (evaluate again with: mnist-jax eval {out})")
+    return result
 
 
 def num_params(config: Config) -> int:
@@ -143,16 +134,10 @@ def check_free_space(out: Path, config: Config) -> None:
 def expected_checkpoint_bytes(config: Config) -> int:
     """Estimate a checkpoint's size: parameters plus one same-sized optimiser buffer."""
     numbers = num_params(config)
-    buffers = 2 if config.optimizer == "sgd" and config.momentum else 1
+    buffers = 2 if config.optimizer in ("momentum", "nesterov") else 1
     if config.optimizer == "lbfgs":
         buffers = 2 + 2 * 10  # params, gradient, and L-BFGS's memory of 10 pairs
     return numbers * buffers * (8 if config.dtype == "float64" else 4)
-
-
-def remove_stale_temporaries(out: Path) -> None:
-    """Delete half-written temporaries a killed process left behind (never a finished file)."""
-    for stale in out.glob(f".{checkpoint.FILE_NAME}.*.tmp"):
-        stale.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -182,27 +167,51 @@ def stop_on_interrupt() -> Iterator[Any]:
         signal.signal(signal.SIGINT, previous)
 
 
-def print_plan(config: Config, out: Path, device: Any) -> None:
-    """Print what a run would do, without training."""
-    from mnist_jax.train import prepare_data, root_keys, steps_per_epoch
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What a run would do: `train --dry-run` shows it and stops."""
 
-    run = prepare_data(config, root_keys(config)["data"], device, log)
-    num_train = int(run.train.x.shape[0])
-    sizes = checkpoint.layer_sizes(config)
-    params = num_params(config)
-    num_val = 0 if run.validation is None else int(run.validation.mask.sum())
-    arch = "-".join(map(str, sizes))
-    print(f"config     {config.name}: {arch} {config.activation}, {params:,} parameters")
-    print(
-        f"data       {run.name}: {num_train:,} train, {num_val:,} validation, "
-        f"{int(run.test.mask.sum()):,} test"
-    )
-    print(
-        f"training   {config.optimizer}, {config.epochs} epochs x "
-        f"{steps_per_epoch(config, num_train)} steps, batch {config.batch_size}, lr {config.lr}"
-    )
-    print(f"device     {device}")
-    print(f"output     {out}")
+    config: Config
+    dataset: str
+    sizes: dict[str, int]  # images per split
+    steps_per_epoch: int
+    device: str
+    out: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "architecture": list(checkpoint.layer_sizes(self.config)),
+            "num_params": num_params(self.config),
+            "dataset": self.dataset,
+            "images": self.sizes,
+            "steps_per_epoch": self.steps_per_epoch,
+            "device": self.device,
+            "out": self.out,
+        }
+
+    def lines(self) -> list[str]:
+        c, sizes = self.config, self.sizes
+        arch = "-".join(map(str, checkpoint.layer_sizes(c)))
+        return [
+            f"config     {c.name}: {arch} {c.activation}, {num_params(c):,} parameters",
+            f"data       {self.dataset}: {sizes['train']:,} train, {sizes['validation']:,} "
+            f"validation, {sizes['test']:,} test",
+            f"training   {c.optimizer}, {c.epochs} epochs x {self.steps_per_epoch} steps, "
+            f"batch {c.batch_size}, lr {c.lr}, {c.schedule} schedule",
+            f"device     {self.device}",
+            f"output     {self.out}",
+        ]
+
+
+def plan(config: Config, out: Path, device: Any) -> Plan:
+    """Read the config's data (on the host only) and say what a run would do."""
+    from mnist_jax import data, optim
+
+    splits = data.load(config, log)
+    sizes = {name: len(getattr(splits, name).x) for name in ("train", "validation", "test")}
+    steps = optim.steps_per_epoch(config, sizes["train"])
+    return Plan(config, splits.name, sizes, steps, str(device), str(out))
 
 
 @contextlib.contextmanager

@@ -8,8 +8,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from mnist_jax.data import cache_dir
 from mnist_jax.errors import MnistJaxError
+from mnist_jax.files import cache_dir
 
 DEVICE_CHOICES = ("auto", "cpu", "gpu")
 
@@ -58,8 +58,8 @@ def enable_compilation_cache(folder: Path | None = None) -> Path:
 def placement(name: str = "auto", count: int | None = None) -> jax.Device | jax.sharding.Sharding:
     """Return where a run lives: one device, or a replicated sharding for data parallelism.
 
-    With `count` > 1 (or None and several devices of the chosen kind visible), the run uses a
-    one-axis mesh named "data" over the first `count` devices: the data and params are
+    With `count` > 1 the run uses a one-axis mesh named "data" over the first `count`
+    devices: the data and params are
     replicated and each training batch is split across the devices (`train.make_train_epoch`).
     On several hosts, call `jax.distributed.initialize()` first; `jax.devices()` then lists
     every host's devices.
@@ -69,7 +69,7 @@ def placement(name: str = "auto", count: int | None = None) -> jax.Device | jax.
     """
     first = select_device(name)
     devices = jax.devices(first.platform)
-    wanted = len(devices) if count is None else count
+    wanted = 1 if count is None else count
     if wanted < 1 or wanted > len(devices):
         raise MnistJaxError(
             f"--devices {wanted} asked for, but JAX sees {len(devices)} {first.platform} "

@@ -163,7 +163,7 @@ def make_server(
 
 def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, log: Log = print) -> None:
     """`mnist-jax serve`: load the checkpoint once and serve the drawing page until Ctrl-C."""
-    from mnist_jax.predict import load_predictor
+    from mnist_jax.inference import load_predictor
 
     classify = load_predictor(path, batch_size=1)
     classify(np.zeros((1, 28, 28), np.uint8))  # compile before the first visitor waits for it

@@ -8,7 +8,7 @@ K separate runs comes from on a CPU.
 
 The learning rate is a traced value: the config's optimiser is built with lr = 1 (its
 schedule's shape) and its updates are scaled by each model's lr, so one program serves them
-all. The step, loss, epoch and evaluation are the trainer's own (`mnist_jax.train`).
+all. The data, loss, initial states and evaluation are the builder's (`mnist_jax.trainer`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -24,32 +23,41 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mnist_jax import data, train
+from mnist_jax import data, optim, step
 from mnist_jax.config import Config
+from mnist_jax.data import Splits
 from mnist_jax.errors import ConfigError
+from mnist_jax.keys import root_keys
+from mnist_jax.trainer import Trainer, build, precision
 
 Log = Callable[[str], None]
 
 
-def scaled_optimizer(config: Config, num_train: int, lr: jax.Array) -> optax.GradientTransformation:
+def scaled_optimizer(config: Config, num_train: int, lr: Any) -> optax.GradientTransformation:
     """The config's optimiser with its learning rate replaced by `lr` (may be traced)."""
-    return optax.chain(train.make_optimizer(config.replace(lr=1.0), num_train), optax.scale(lr))
+    return optax.chain(optim.make_optimizer(config.replace(lr=1.0), num_train), optax.scale(lr))
 
 
-def make_sweep_epoch(config: Config, num_train: int) -> Callable:
+def sweep_trainer(config: Config, splits: Splits, placement: Any = None) -> Trainer:
+    """The builder's Trainer for a sweep: its optimiser state fits `scaled_optimizer`'s."""
+    optimizer = scaled_optimizer(config, len(splits.train.x), 1.0)
+    return build(config, splits, placement, optimizer=optimizer)
+
+
+def make_sweep_epoch(trainer: Trainer) -> Callable:
     """Return the jitted epoch of K models at once.
 
     Signature: sweep_epoch(params, opt_state, lrs, x, y, key, first, *, num_steps) ->
     (params, opt_state, loss_sums): params and opt_state carry a leading axis of K models,
-    lrs is (K,), the data and `key` are shared (see `train.make_train_epoch`); loss_sums is
+    lrs is (K,), the data and `key` are shared (see `step.make_train_epoch`); loss_sums is
     (K,) or (K, num_steps) when full-batch. Params and optimiser state are donated.
     """
-    loss_fn = train.make_loss(config, num_train)
+    config, num_train, loss_fn = trainer.config, trainer.num_train, trainer.loss_fn
 
     def sweep_epoch(params, opt_state, lrs, x, y, key, first, *, num_steps):
         def one(params, opt_state, lr):
             optimizer = scaled_optimizer(config, num_train, lr)
-            epoch = train.make_train_epoch(config, train.make_step(config, loss_fn, optimizer))
+            epoch = step.make_train_epoch(config, step.make_step(config, loss_fn, optimizer))
             return epoch(params, opt_state, x, y, key, first, num_steps=num_steps)
 
         return jax.vmap(one)(params, opt_state, lrs)
@@ -57,15 +65,9 @@ def make_sweep_epoch(config: Config, num_train: int) -> Callable:
     return jax.jit(sweep_epoch, static_argnames="num_steps", donate_argnums=(0, 1))
 
 
-def init_models(
-    config: Config, seeds: Sequence[int], num_train: int, device: jax.Device
-) -> tuple[Any, Any]:
+def init_models(trainer: Trainer, seeds: Sequence[int]) -> tuple[Any, Any]:
     """Stack the initial params and optimiser states of one model per seed (leading axis K)."""
-    optimizer = scaled_optimizer(config, num_train, jnp.asarray(1.0, train.dtype_of(config)))
-    states = [
-        train.init_state(config, train.root_keys(config.replace(seed=s))["init"], optimizer, device)
-        for s in seeds
-    ]
+    states = [trainer.init_state(root_keys(s).init) for s in seeds]
     return jax.tree_util.tree_map(
         lambda *leaves: jnp.stack(leaves), *[(s.params, s.opt_state) for s in states]
     )
@@ -95,32 +97,30 @@ def run_sweep(
     Raises:
         ConfigError: no models, or an optimiser the sweep cannot vectorise (L-BFGS).
     """
-    if config.optimizer != "sgd":
-        raise ConfigError("a sweep trains SGD models only; set optimizer = 'sgd'")
+    if config.optimizer == "lbfgs":
+        raise ConfigError("a sweep trains SGD models only (sgd, momentum or nesterov), not lbfgs")
     models = list(itertools.product(seeds, lrs))
     if not models:
         raise ConfigError("a sweep needs at least one seed and one learning rate")
-    with jax.enable_x64(config.dtype == "float64"):
-        return _run_sweep(config, models, device or jax.devices()[0], log)
+    with precision(config):
+        return _run_sweep(config, models, device, log)
 
 
-def _run_sweep(config, models, device, log) -> list[dict[str, Any]]:
-    keys = train.root_keys(config)
-    run = train.prepare_data(config, keys["data"], device, log)
-    n = int(run.train.x.shape[0])
-    params, opt_state = init_models(config, [s for s, _ in models], n, device)
-    lrs = jax.device_put(np.asarray([lr for _, lr in models], train.dtype_of(config)), device)
-    epoch = make_sweep_epoch(config, n)
-    per_epoch = train.steps_per_epoch(config, n)
+def _run_sweep(config, models, placement, log) -> list[dict[str, Any]]:
+    trainer = sweep_trainer(config, data.load(config, log), placement)
+    params, opt_state = init_models(trainer, [s for s, _ in models])
+    lrs = trainer.put(np.asarray([lr for _, lr in models], step.dtype_of(config)))
+    epoch = make_sweep_epoch(trainer)
+    per_epoch = trainer.steps_per_epoch
     fused = config.eval_every if config.full_batch else 1
-    first = jax.device_put(np.int32(0), device)
+    first = trainer.put(np.int32(0))
+    train = trainer.data.train
     done, losses = 0, None
     while done < config.epochs:
         now = min(fused, config.epochs - done)
-        epoch_key = jax.device_put(jax.random.fold_in(keys["shuffle"], done), device)
         started = time.perf_counter()
         params, opt_state, losses = epoch(
-            params, opt_state, lrs, run.train.x, run.train.y, epoch_key, first,
+            params, opt_state, lrs, train.x, train.y, trainer.epoch_key(done), first,
             num_steps=now if config.full_batch else per_epoch,
         )  # fmt: skip
         losses = np.asarray(losses, np.float64)
@@ -130,14 +130,14 @@ def _run_sweep(config, models, device, log) -> list[dict[str, Any]]:
             f"epoch {done}/{config.epochs}  {len(models)} models  loss {mean.min():.4f}.."
             f"{mean.max():.4f}  {time.perf_counter() - started:.2f} s"
         )
-    evaluate = jax.jit(jax.vmap(train.make_evaluate(config), in_axes=(0, None)))
+    evaluate = jax.jit(jax.vmap(trainer.evaluate, in_axes=(0, None)))
     rows = [
         {"seed": seed, "lr": lr, "train_loss": float(loss)}
         for (seed, lr), loss in zip(
             models, losses[:, -1] if config.full_batch else losses / per_epoch
         )
     ]
-    for name, batches in (("val", run.validation), ("test", run.test)):
+    for name, batches in (("val", trainer.data.validation), ("test", trainer.data.test)):
         if batches is None:
             continue
         loss_sum, correct, count = (np.asarray(a) for a in evaluate(params, batches))
@@ -147,23 +147,22 @@ def _run_sweep(config, models, device, log) -> list[dict[str, Any]]:
     return rows
 
 
-def bench_epoch(configs: Sequence[Config], x: np.ndarray, y: np.ndarray, device: jax.Device):
+def bench_epoch(configs: Sequence[Config], splits: Splits, device: jax.Device):
     """Compile one sweep epoch of `configs` (same recipe, own seeds and lrs) for the benchmark.
 
     Returns (compile_s, prepare, run): `prepare()` gives fresh stacked state, `run(state)`
     trains one epoch (or the full-batch iterations) and waits for it.
     """
-    config, n = configs[0], len(x)
-    params, opt_state = init_models(config, [c.seed for c in configs], n, device)
-    lrs = jax.device_put(np.asarray([c.lr for c in configs], np.float32), device)
-    split = train.to_device(x, y, device)
-    key = jax.device_put(jax.random.fold_in(train.root_keys(config)["shuffle"], 0), device)
-    first = jax.device_put(np.int32(0), device)
-    steps = config.epochs if config.full_batch else train.steps_per_epoch(config, n)
+    config = configs[0]
+    trainer = sweep_trainer(config, splits, device)
+    params, opt_state = init_models(trainer, [c.seed for c in configs])
+    lrs = trainer.put(np.asarray([c.lr for c in configs], np.float32))
+    train, key, first = trainer.data.train, trainer.epoch_key(0), trainer.put(np.int32(0))
+    steps = config.epochs if config.full_batch else trainer.steps_per_epoch
     started = time.perf_counter()
     compiled = (
-        make_sweep_epoch(config, n)
-        .lower(params, opt_state, lrs, split.x, split.y, key, first, num_steps=steps)
+        make_sweep_epoch(trainer)
+        .lower(params, opt_state, lrs, train.x, train.y, key, first, num_steps=steps)
         .compile()
     )
     compile_s = time.perf_counter() - started
@@ -172,7 +171,7 @@ def bench_epoch(configs: Sequence[Config], x: np.ndarray, y: np.ndarray, device:
         return jax.tree_util.tree_map(jnp.copy, (params, opt_state))
 
     def run(state):
-        jax.block_until_ready(compiled(*state, lrs, split.x, split.y, key, first))
+        jax.block_until_ready(compiled(*state, lrs, train.x, train.y, key, first))
 
     return compile_s, prepare, run
 
@@ -187,14 +186,3 @@ def format_rows(rows: list[dict[str, Any]]) -> list[str]:
             f"{r['test_accuracy']:.2%}"
         )
     return lines
-
-
-def sweep_command(
-    config: Config, seeds: Sequence[int], lrs: Sequence[float], json_path: Path | None, log: Log
-) -> list[dict[str, Any]]:
-    """What `mnist-jax sweep` does: train, print one row per model, optionally write JSON."""
-    rows = run_sweep(config, seeds, lrs, log=log)
-    print("\n".join(format_rows(rows)))
-    if json_path is not None:
-        data.atomic_write_json(json_path, rows)
-    return rows

@@ -12,22 +12,22 @@ import gzip
 import sys
 from pathlib import Path
 
-from mnist_jax import data
+from mnist_jax import files, idx, mnist
 
 
 def main(folder: str) -> None:
-    full = data.read_folder(Path(folder), "mnist", data.MNIST_SHA256)
-    sample = data.derive_sample(full)
+    full = mnist.read_folder(Path(folder), "mnist", mnist.MNIST_SHA256)
+    sample = mnist.derive_sample(full)
     arrays = {
         "train-images-idx3-ubyte": sample.train_images,
         "train-labels-idx1-ubyte": sample.train_labels,
         "t10k-images-idx3-ubyte": sample.test_images,
         "t10k-labels-idx1-ubyte": sample.test_labels,
     }
-    data.SAMPLE_DIR.mkdir(exist_ok=True)
+    mnist.SAMPLE_DIR.mkdir(exist_ok=True)
     for name, array in arrays.items():
-        packed = gzip.compress(data.encode_idx(array), compresslevel=9, mtime=0)
-        data.atomic_write_bytes(data.SAMPLE_DIR / f"{name}.gz", packed)
+        packed = gzip.compress(idx.encode_idx(array), compresslevel=9, mtime=0)
+        files.atomic_write_bytes(mnist.SAMPLE_DIR / f"{name}.gz", packed)
         print(f"{name}.gz  {array.shape}  {len(packed):,} bytes")
 
 

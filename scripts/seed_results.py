@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 from pathlib import Path
 
-from mnist_jax import train
+import mnist_jax
 from mnist_jax.config import load_config
 
 
@@ -24,10 +23,8 @@ def run_seeds(config_path: str, seeds: list[int], changes: dict) -> list[dict]:
     results = []
     for seed in seeds:
         config = load_config(config_path, {**changes, "seed": seed})
-        with tempfile.TemporaryDirectory() as out:
-            summary = train.train_and_evaluate(config, out, log=lambda _: None)
-            lines = (Path(out) / "metrics.jsonl").read_text().splitlines()
-        summary["losses"] = [json.loads(line)["train_loss"] for line in lines]
+        result = mnist_jax.train(config, log=lambda _: None)
+        summary = {**result.to_dict(), "losses": [r["train_loss"] for r in result.history]}
         results.append(summary)
         print(
             f"{config.name} seed {seed}: test {summary['test_accuracy']:.2%} "

@@ -33,25 +33,31 @@ def full_mnist() -> Path:
     return Path(folder)
 
 
-def trainer_pieces(config, init_key=None) -> SimpleNamespace:
-    """Build a run's pieces the way `train.train_and_evaluate` does, for tests that drive them.
+def built(config, init_key=None):
+    """Build a run through the one builder, as `mnist-jax train` does; return (trainer, state).
 
-    Returns run (device data), num_train, optimizer, loss_fn, epoch (the jitted epoch), state
-    (initial params and optimiser state), keys and device. `init_key` replaces the config's.
+    `init_key` replaces the config's init key. Call inside `trainer.precision(config)` for
+    float64 configs.
     """
-    from mnist_jax import train
+    from mnist_jax import data, trainer
 
-    keys = train.root_keys(config)
-    device = jax.devices()[0]
-    run = train.prepare_data(config, keys["data"], device, log=lambda _: None)
-    num_train = int(run.train.x.shape[0])
-    optimizer = train.make_optimizer(config, num_train)
-    loss_fn = train.make_loss(config, num_train)
-    epoch = train.make_train_epoch(config, train.make_step(config, loss_fn, optimizer))
-    state = train.init_state(
-        config, keys["init"] if init_key is None else init_key, optimizer, device
-    )
-    return SimpleNamespace(
-        run=run, num_train=num_train, optimizer=optimizer, loss_fn=loss_fn, epoch=epoch,
-        state=state, keys=keys, device=device,
-    )  # fmt: skip
+    run = trainer.build(config, data.load(config, log=lambda _: None))
+    return run, run.init_state(init_key)
+
+
+def run_cli(args: list[str]) -> SimpleNamespace:
+    """Run the real `mnist-jax` entry point (`cli.main`) in-process, as the console script does.
+
+    Returns exit_code, stdout, stderr and output (both). Unlike typer's CliRunner, usage
+    errors (an unknown choice, a bad number) go through the entry point's one-line handling.
+    """
+    import contextlib
+    import io
+
+    from mnist_jax.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    stdout, stderr = out.getvalue(), err.getvalue()
+    return SimpleNamespace(exit_code=code, stdout=stdout, stderr=stderr, output=stdout + stderr)

@@ -13,11 +13,12 @@ def test_quick_benchmark_writes_every_column_as_json(tmp_path):
         app,
         [
             "bench", "--quick", "--repeats", "1", "--dataset", "sample",
-            "--workloads", "tiny,fullbatch,sweep", "--json", str(out),
+            "--workloads", "tiny,fullbatch,sweep", "--json", "--write-json", str(out),
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
+    assert json.loads(result.stdout) == report  # --json: the one document on stdout
     assert {"device", "cpu", "cores", "versions"} <= set(report["machine"])
     assert report["limits"]["peak_flops"] > 0 and report["limits"]["copy_bandwidth_bytes"] > 0
     assert [w["name"] for w in report["workloads"]] == ["tiny", "fullbatch", "sweep"]
@@ -33,7 +34,10 @@ def test_quick_benchmark_writes_every_column_as_json(tmp_path):
     peers = [r["peer"] for r in report["workloads"][0]["rows"]]
     assert peers == list(bench.PEERS)
     assert workload["name"] == "sweep" and len(workload["rows"]) == 2
-    assert "| tiny | mnist-jax |" in result.output
+    text = CliRunner().invoke(
+        app, ["bench", "--quick", "--repeats", "1", "--dataset", "sample", "--workloads", "tiny"]
+    )
+    assert "| tiny | mnist-jax |" in text.stdout
 
 
 def test_workload_cost_counts_forward_and_backward_products():

@@ -84,3 +84,22 @@ def test_a_pickled_payload_is_never_executed(tmp_path):
     with pytest.raises(CheckpointError):
         checkpoint.load(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("saved", "optimizer"),
+    [
+        ({"momentum": 0.9, "nesterov": True}, "nesterov"),
+        ({"momentum": 0.9, "nesterov": False}, "momentum"),
+        ({"momentum": 0.0, "nesterov": False}, "sgd"),
+    ],
+)
+def test_a_config_saved_with_the_old_momentum_keys_is_read_as_the_same_optimizer(saved, optimizer):
+    from mnist_jax.config import config_from_json
+
+    old = {**Config(name="old").to_dict(), **saved}
+    del old["optimizer"]
+    config = config_from_json(json.dumps(old))
+    assert config.optimizer == optimizer
+    if optimizer != "sgd":
+        assert config.momentum == 0.9

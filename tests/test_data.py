@@ -3,13 +3,13 @@ import gzip
 import numpy as np
 import pytest
 
-from mnist_jax import data
+from mnist_jax import data, files, idx, mnist
 from mnist_jax.errors import DataError
 
 
 def test_idx_round_trip():
     array = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
-    parsed = data.parse_idx(data.encode_idx(array))
+    parsed = idx.parse_idx(idx.encode_idx(array))
     assert parsed.shape == (2, 28, 28)
     np.testing.assert_array_equal(parsed, array)
 
@@ -27,21 +27,21 @@ def test_idx_round_trip():
     ],
 )
 def test_malformed_idx_is_one_named_error(mutate, message):
-    raw = data.encode_idx(np.zeros((3, 28, 28), np.uint8))
+    raw = idx.encode_idx(np.zeros((3, 28, 28), np.uint8))
     with pytest.raises(DataError, match=message) as info:
-        data.parse_idx(mutate(raw), "bad-file")
+        idx.parse_idx(mutate(raw), "bad-file")
     assert "bad-file" in str(info.value)
 
 
 def test_gzip_is_read_transparently_and_corruption_is_reported(tmp_path):
-    raw = data.encode_idx(np.ones((4,), np.uint8))
+    raw = idx.encode_idx(np.ones((4,), np.uint8))
     good = tmp_path / "good.gz"
     good.write_bytes(gzip.compress(raw))
-    assert data.read_bytes(good) == raw
+    assert idx.read_bytes(good) == raw
     truncated = tmp_path / "truncated.gz"
     truncated.write_bytes(gzip.compress(raw)[:-6])
     with pytest.raises(DataError, match="corrupt or truncated gzip"):
-        data.read_bytes(truncated)
+        idx.read_bytes(truncated)
 
 
 def write_folder(folder, train_images, train_labels, test_images, test_labels):
@@ -52,7 +52,7 @@ def write_folder(folder, train_images, train_labels, test_images, test_labels):
         "t10k-images-idx3-ubyte": test_images,
         "t10k-labels-idx1-ubyte": test_labels,
     }.items():
-        (folder / name).write_bytes(data.encode_idx(array))
+        (folder / name).write_bytes(idx.encode_idx(array))
     return folder
 
 
@@ -61,9 +61,9 @@ def test_checksum_mismatch_names_file_expected_and_actual(tmp_path):
     labels = np.array([1, 2, 3], np.uint8)
     folder = write_folder(tmp_path / "fake", images, labels, images, labels)
     with pytest.raises(DataError, match="checksum mismatch") as info:
-        data.read_folder(folder, "mnist", data.MNIST_SHA256)
+        mnist.read_folder(folder, "mnist", mnist.MNIST_SHA256)
     assert "train-images-idx3-ubyte" in str(info.value)
-    assert data.MNIST_SHA256["train-images-idx3-ubyte"] in str(info.value)
+    assert mnist.MNIST_SHA256["train-images-idx3-ubyte"] in str(info.value)
 
 
 def test_inconsistent_images_and_labels_are_rejected(tmp_path):
@@ -72,35 +72,35 @@ def test_inconsistent_images_and_labels_are_rejected(tmp_path):
         tmp_path / "a", images, np.array([1, 2], np.uint8), images, np.zeros(3, np.uint8)
     )
     with pytest.raises(DataError, match="3 images but 2 labels"):
-        data.read_folder(folder, "x", None)
+        mnist.read_folder(folder, "x", None)
     folder = write_folder(
         tmp_path / "b", images, np.array([1, 2, 12], np.uint8), images, np.zeros(3, np.uint8)
     )
     with pytest.raises(DataError, match="labels must be 0..9"):
-        data.read_folder(folder, "x", None)
+        mnist.read_folder(folder, "x", None)
 
 
 def test_bundled_sample_is_real_mnist_shaped_and_stratified():
-    sample = data.load_sample()
+    sample = mnist.load_sample()
     assert sample.name == "mnist-sample"
     assert sample.train_images.shape == (10_000, 28, 28)
     assert sample.test_images.shape == (2_000, 28, 28)
     assert sample.train_images.dtype == np.uint8
     counts = np.bincount(sample.train_labels, minlength=10)
     assert counts.sum() == 10_000 and counts.min() > 850 and counts.max() < 1_150
-    assert sum(p.stat().st_size for p in data.SAMPLE_DIR.glob("*.gz")) <= 2.5e6
+    assert sum(p.stat().st_size for p in mnist.SAMPLE_DIR.glob("*.gz")) <= 2.5e6
 
 
 def test_shipped_sample_equals_its_derivation_from_the_full_files(full_mnist):
-    derived = data.derive_sample(data.read_folder(full_mnist, "mnist", data.MNIST_SHA256))
-    shipped = data.load_sample()
+    derived = mnist.derive_sample(mnist.read_folder(full_mnist, "mnist", mnist.MNIST_SHA256))
+    shipped = mnist.load_sample()
     for field in ("train_images", "train_labels", "test_images", "test_labels"):
         np.testing.assert_array_equal(getattr(shipped, field), getattr(derived, field))
 
 
 def test_stratified_indices_keep_class_shares():
     labels = np.repeat(np.arange(10), np.arange(1, 11) * 100).astype(np.uint8)  # 5,500 labels
-    chosen = data.stratified_indices(labels, 1_000, seed=3)
+    chosen = mnist.stratified_indices(labels, 1_000, seed=3)
     assert len(chosen) == 1_000 and len(np.unique(chosen)) == 1_000
     assert np.all(np.diff(chosen) > 0)
     share = np.bincount(labels[chosen], minlength=10) / 1_000
@@ -121,30 +121,30 @@ def test_split_is_disjoint_and_complete():
 
 def test_explicit_folder_without_files_is_an_error(tmp_path):
     with pytest.raises(DataError, match="does not hold the four MNIST IDX files"):
-        data.load_mnist(tmp_path)
+        mnist.load_mnist(tmp_path)
 
 
 def test_offline_falls_back_to_the_sample_and_says_so(monkeypatch):
     monkeypatch.delenv("MNIST_JAX_DATA", raising=False)
     lines = []
-    dataset = data.load_mnist(mirrors=("http://127.0.0.1:9/",), timeout=2.0, log=lines.append)
+    dataset = mnist.load_mnist(mirrors=("http://127.0.0.1:9/",), timeout=2.0, log=lines.append)
     assert dataset.name == "mnist-sample"
     assert any("bundled MNIST sample" in line and "mnist-jax data fetch" in line for line in lines)
-    assert not any(p.name.endswith(".gz") for p in data.cache_dir().glob("*"))
+    assert not any(p.name.endswith(".gz") for p in files.cache_dir().glob("*"))
 
 
 def test_download_tries_mirrors_in_turn_and_verifies(tmp_path, full_mnist):
     broken = tmp_path / "broken-mirror"
     broken.mkdir()
-    for name in data.MNIST_SHA256:  # a complete-looking but wrong file on the first mirror
+    for name in mnist.MNIST_SHA256:  # a complete-looking but wrong file on the first mirror
         (broken / f"{name}.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x00"))
     target = tmp_path / "cache"
-    data.fetch(
+    mnist.fetch(
         target,
         mirrors=(broken.as_uri() + "/", full_mnist.resolve().as_uri() + "/"),
         log=lambda _: None,
     )
-    dataset = data.read_folder(target, "mnist", data.MNIST_SHA256)
+    dataset = mnist.read_folder(target, "mnist", mnist.MNIST_SHA256)
     assert dataset.train_images.shape == (60_000, 28, 28)
     assert not list(target.glob(".*.tmp"))
 
@@ -152,9 +152,9 @@ def test_download_tries_mirrors_in_turn_and_verifies(tmp_path, full_mnist):
 def test_failed_download_leaves_nothing_that_looks_complete(tmp_path):
     broken = tmp_path / "mirror"
     broken.mkdir()
-    for name in data.MNIST_SHA256:
+    for name in mnist.MNIST_SHA256:
         (broken / f"{name}.gz").write_bytes(b"\x1f\x8b not really gzip")
     target = tmp_path / "cache"
     with pytest.raises(DataError, match="could not fetch"):
-        data.fetch(target, mirrors=(broken.as_uri() + "/",), log=lambda _: None)
+        mnist.fetch(target, mirrors=(broken.as_uri() + "/",), log=lambda _: None)
     assert list(target.iterdir()) == []

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_jax import model, train
+from mnist_jax import model, step
 from mnist_jax.config import Config
 
 
@@ -25,12 +25,12 @@ def test_dense_gradient_equals_plain_matmul_gradient(key, shape):
 def test_chunked_full_batch_gradient_equals_one_piece(key):
     # 1,000 rows in chunks of 300: one pair of chunks and a remainder of 400; L2 counted once.
     config = Config(hidden=(16,), l2=5.0, batch_size="full")
-    loss_fn = train.make_loss(config, num_train=1000)
+    loss_fn = step.make_loss(config, num_train=1000)
     params = model.init_params(key, (784, 16, 10))
     kx, ky = jax.random.split(jax.random.fold_in(key, 1))
     x = jax.random.randint(kx, (1000, 784), 0, 256).astype(jnp.uint8)
     y = jax.random.randint(ky, (1000,), 0, 10)
-    value, grad = jax.jit(train.chunked_value_and_grad(loss_fn, chunk=300))(params, x, y)
+    value, grad = jax.jit(step.chunked_value_and_grad(loss_fn, chunk=300))(params, x, y)
     want_value, want_grad = jax.value_and_grad(loss_fn)(params, x, y)
     assert float(value) == pytest.approx(float(want_value), rel=1e-5)
     for a, b in zip(jax.tree_util.tree_leaves(grad), jax.tree_util.tree_leaves(want_grad)):

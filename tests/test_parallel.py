@@ -15,31 +15,25 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys
     import jax, numpy as np
-    from mnist_jax import checkpoint, runtime, train
+    from mnist_jax import api, checkpoint, data, runtime, trainer
     from mnist_jax.config import load_config
 
     config = load_config(sys.argv[1], {"epochs": 2, "train_size": 2048, "batch_size": 64})
     out = sys.argv[2]
-    one = train.train_and_evaluate(config, out + "/one", device=jax.devices()[0], log=print)
-    four = train.train_and_evaluate(
-        config, out + "/four", device=runtime.placement("cpu", 4), log=print
-    )
+    one = api.train(config, out + "/one", placement=jax.devices()[0], log=print).metrics
+    four = api.train(
+        config, out + "/four", placement=runtime.placement("cpu", 4), log=print
+    ).metrics
     a, b = checkpoint.load(out + "/one"), checkpoint.load(out + "/four")
     diff = max(
         float(np.max(np.abs(x[k] - y[k]))) for x, y in zip(a.params, b.params) for k in x
     )
     # The epoch that ran really splits each batch: its program sums gradients across devices.
-    sharding = runtime.placement("cpu", 4)
-    run = train.prepare_data(config, train.root_keys(config)["data"], sharding, log=print)
-    n = int(run.train.x.shape[0])
-    opt = train.make_optimizer(config, n)
-    epoch = train.make_train_epoch(
-        config, train.make_step(config, train.make_loss(config, n), opt), sharding
-    )
-    state = train.init_state(config, train.root_keys(config)["init"], opt, sharding)
-    text = epoch.lower(
-        state.params, state.opt_state, run.train.x, run.train.y, jax.random.key(0),
-        np.int32(0), num_steps=4,
+    run = trainer.build(config, data.load(config), runtime.placement("cpu", 4))
+    state = run.init_state()
+    text = run.train_epoch.lower(
+        state.params, state.opt_state, run.data.train.x, run.data.train.y, run.epoch_key(0),
+        run.put(np.int32(0)), num_steps=4,
     ).compile().as_text()
     print(json.dumps({
         "devices": len(jax.devices()), "diff": diff, "all_reduce": "all-reduce" in text,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mnist_jax import data, preprocess
+from mnist_jax import mnist, preprocess
 from mnist_jax.errors import DataError
 
 
@@ -30,7 +30,7 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def digit() -> np.ndarray:
-    return data.load_sample().test_images[0]
+    return mnist.load_sample().test_images[0]
 
 
 def test_area_resize_averages_blocks_and_keeps_constants():

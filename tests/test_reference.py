@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 
-from mnist_jax import model, reference, train
+from mnist_jax import model, reference, step
 from mnist_jax.config import load_config
 from mnist_jax.errors import MnistJaxError
 from mnist_jax.gradcheck import TOLERANCE, relative_error
-from tests.conftest import SMOKE, trainer_pieces
+from tests.conftest import SMOKE, built
 
 F64 = TOLERANCE["float64"]
 
@@ -114,7 +114,7 @@ def test_losses_stay_finite_for_huge_logits():
 def full_batch_config(**changes):
     base = {
         "train_size": 240, "validation_size": 0, "batch_size": "full", "optimizer": "sgd",
-        "momentum": 0.0, "nesterov": False, "schedule": "constant", "dtype": "float64",
+        "schedule": "constant", "dtype": "float64",
         "lr": 0.5, "activation": "tanh", "l2": 0.5, "hidden": [16],
     }  # fmt: skip
     return load_config(SMOKE, {**base, **changes})
@@ -123,23 +123,16 @@ def full_batch_config(**changes):
 def trainer_run(config, num_steps):
     """Run the trainer's jitted epoch once; return (initial params, final params, losses, data)."""
     with jax.enable_x64(True):
-        pieces = trainer_pieces(config)
-        run, n, epoch, state, keys, device = (
-            pieces.run,
-            pieces.num_train,
-            pieces.epoch,
-            pieces.state,
-            pieces.keys,
-            pieces.device,
-        )
+        trainer, state = built(config)
+        run, n = trainer.data, trainer.num_train
         start = jax.device_get(state.params)  # copied: the epoch donates its inputs
-        epoch_key = jax.random.fold_in(keys["shuffle"], 0)
-        params, _, losses = epoch(
+        epoch_key = trainer.epoch_key(0)
+        params, _, losses = trainer.train_epoch(
             state.params, state.opt_state, run.train.x, run.train.y, epoch_key,
-            jax.device_put(np.int32(0), device), num_steps=num_steps,
+            trainer.put(np.int32(0)), num_steps=num_steps,
         )  # fmt: skip
         order = np.asarray(jax.random.permutation(epoch_key, n))
-        x = np.asarray(train.scale_inputs(run.train.x, config))
+        x = np.asarray(step.scale_inputs(run.train.x, config))
         result = jax.device_get(params), np.asarray(losses), x, np.asarray(run.train.y)
     return start, *result, order, n
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mnist_jax import data, report
+from mnist_jax import api, mnist, report
 from mnist_jax.cli import app
 from tests.trained_model import trained_smoke_model  # noqa: F401 (the smoke_model fixture)
 
@@ -61,7 +61,7 @@ def test_confident_mistakes_are_wrong_and_most_confident_first():
 
 @pytest.fixture(scope="module")
 def test_report(smoke_model):
-    return report.evaluation_report(smoke_model, "test", log=lambda _: None, mistakes=7)
+    return api.evaluate(smoke_model, "test", log=lambda _: None).to_dict(mistakes=7)
 
 
 def test_report_agrees_with_training_and_with_itself(smoke_model, test_report):
@@ -74,12 +74,12 @@ def test_report_agrees_with_training_and_with_itself(smoke_model, test_report):
     assert np.trace(confusion) / confusion.sum() == pytest.approx(test_report["accuracy"])
     # rows are the true classes: their sums are the class counts of the test split
     np.testing.assert_array_equal(
-        confusion.sum(axis=1), np.bincount(data.load_sample().test_labels, minlength=10)
+        confusion.sum(axis=1), np.bincount(mnist.load_sample().test_labels, minlength=10)
     )
 
 
 def test_report_mistakes_are_real_mistakes(test_report):
-    labels = data.load_sample().test_labels
+    labels = mnist.load_sample().test_labels
     mistakes = test_report["confident_mistakes"]
     assert len(mistakes) == 7
     for m in mistakes:

@@ -1,12 +1,11 @@
 """The four seed systems' configs, run shrunken on the bundled sample, and L-BFGS itself."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mnist_jax import checkpoint, data, formats, train
+from mnist_jax import api, checkpoint, formats, mnist
 from mnist_jax.config import load_config
 from tests.conftest import ROOT
 
@@ -25,9 +24,8 @@ def quiet(_: str) -> None:
 
 def run(config, tmp_path: Path) -> tuple[dict, list[float]]:
     """Train `config` into tmp_path; return the summary and the per-epoch training losses."""
-    summary = train.train_and_evaluate(config, tmp_path, log=quiet)
-    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    return summary, [json.loads(line)["train_loss"] for line in lines]
+    result = api.train(config, tmp_path, log=quiet)
+    return result.to_dict(), [record["train_loss"] for record in result.history]
 
 
 @pytest.mark.parametrize("name", sorted(SEEDS))
@@ -41,14 +39,14 @@ def test_seed_configs_describe_the_seed_networks(name):
 
 def test_seed_kaggle_trains_on_a_kaggle_file_with_1000_dev_rows_as_test(tmp_path):
     path = tmp_path / "train.csv"
-    sample = data.load_sample()
+    sample = mnist.load_sample()
     formats.write_kaggle_csv(path, sample.train_images[:1500], sample.train_labels[:1500])
     config = load_config(CONFIGS / "seed-kaggle-10.toml").replace(
         data_path=str(path), epochs=200, eval_every=200
     )
     summary, losses = run(config, tmp_path / "run")
     assert summary["dataset"] == "kaggle-csv"
-    counts = train.evaluate_checkpoint(tmp_path / "run", "test", log=quiet)["count"]
+    counts = api.evaluate(tmp_path / "run", "test", log=quiet).count
     assert counts == 1000
     # A 784-10-10 net from uniform(-0.5, 0.5) weights, 200 full-batch steps on 500 images:
     # well above chance (0.10) only if the gradient, the data and the split all work.
@@ -77,6 +75,6 @@ def test_lbfgs_seed_decreases_monotonically_and_beats_gradient_descent(tmp_path)
     assert all(b <= a for a, b in zip(losses, losses[1:])), losses  # line search: Armijo
     # Plain full-batch gradient descent from the same start for as many iterations, at the
     # best of the rates 0.5, 1 and 2 on this problem (it ends near 2.1 against L-BFGS' 0.3).
-    gd = config.replace(optimizer="sgd", lr=1.0, momentum=0.0, schedule="constant")
+    gd = config.replace(optimizer="sgd", lr=1.0, schedule="constant")
     assert losses[-1] < 0.5 * run(gd, tmp_path / "gd")[1][-1]
     assert summary["test_accuracy"] > 0.8

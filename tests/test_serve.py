@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from mnist_jax import serve
 from mnist_jax.cli import app
-from mnist_jax.predict import load_predictor
+from mnist_jax.inference import load_predictor
 from tests.test_preprocess import on_paper
 from tests.trained_model import confident_digit, trained_smoke_model  # noqa: F401 (fixture)
 

@@ -1,11 +1,11 @@
-import jax
 import numpy as np
 import pytest
 
-from mnist_jax import sweep, train
+from mnist_jax import sweep
 from mnist_jax.config import load_config
 from mnist_jax.errors import ConfigError
-from tests.conftest import SMOKE, trainer_pieces
+from mnist_jax.keys import root_keys
+from tests.conftest import SMOKE, built
 
 SEEDS, LRS = (0, 3), (0.05, 0.2)
 
@@ -13,23 +13,23 @@ SEEDS, LRS = (0, 3), (0.05, 0.2)
 def one_by_one(config, seed, lr):
     """Train one model of the sweep with the trainer's own pieces, as a single run would."""
     config = config.replace(lr=lr)
-    pieces = trainer_pieces(config, init_key=train.root_keys(config.replace(seed=seed))["init"])
-    run, epoch, keys = pieces.run, pieces.epoch, pieces.keys
-    params, opt_state = pieces.state.params, pieces.state.opt_state
-    steps = train.steps_per_epoch(config, pieces.num_train)
+    trainer, state = built(config, init_key=root_keys(seed).init)
+    run, params, opt_state = trainer.data, state.params, state.opt_state
     for e in range(config.epochs):
-        key = jax.random.fold_in(keys["shuffle"], e)
-        params, opt_state, _ = epoch(
-            params, opt_state, run.train.x, run.train.y, key, np.int32(0), num_steps=steps
-        )
-    loss_sum, correct, count = train.make_evaluate(config)(params, run.test)
+        params, opt_state, _ = trainer.train_epoch(
+            params, opt_state, run.train.x, run.train.y, trainer.epoch_key(e),
+            trainer.put(np.int32(0)), num_steps=trainer.steps_per_epoch,
+        )  # fmt: skip
+    loss_sum, correct, count = trainer.evaluate(params, run.test)
     return float(loss_sum / count), float(correct / count)
 
 
 def test_sweep_models_equal_the_same_models_trained_one_by_one():
-    # The default recipe's Nesterov momentum and cosine schedule, so the traced lr is
-    # checked through the schedule, not only through plain SGD.
-    config = load_config(SMOKE, {"epochs": 2, "train_size": 1500, "test_size": 500})
+    # Nesterov momentum and the cosine schedule, so the traced lr is checked through the
+    # schedule and the momentum, not only through plain SGD.
+    config = load_config(
+        SMOKE, {"epochs": 2, "train_size": 1500, "test_size": 500, "optimizer": "nesterov"}
+    )
     rows = sweep.run_sweep(config, SEEDS, LRS, log=lambda _: None)
     assert [(r["seed"], r["lr"]) for r in rows] == [(s, lr) for s in SEEDS for lr in LRS]
     for r in rows:

@@ -5,16 +5,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_jax import checkpoint, train
+from mnist_jax import api, checkpoint, evaluation, loop
 from mnist_jax.config import load_config
-from tests.conftest import SMOKE, trainer_pieces
+from tests.conftest import SMOKE, built
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
-    summary = train.train_and_evaluate(load_config(SMOKE), out, log=lambda _: None)
-    return out, summary
+    result = api.train(load_config(SMOKE), out, log=lambda _: None)
+    return out, result.to_dict()
 
 
 def test_smoke_run_learns_and_writes_its_files(smoke_run):
@@ -36,26 +36,26 @@ def test_smoke_run_learns_and_writes_its_files(smoke_run):
 def test_eval_from_checkpoint_reproduces_the_reported_numbers(smoke_run):
     out, summary = smoke_run
     for split in ("test", "validation", "train"):
-        result = train.evaluate_checkpoint(out, split, log=lambda _: None)
-        assert result["accuracy"] == summary[f"{split}_accuracy"]
-        assert result["loss"] == pytest.approx(summary[f"{split}_loss"], rel=1e-6)
+        result, _ = evaluation.evaluate_checkpoint(out, split, log=lambda _: None)
+        assert result.accuracy == summary[f"{split}_accuracy"]
+        assert result.loss == pytest.approx(summary[f"{split}_loss"], rel=1e-6)
 
 
 def test_same_seed_gives_identical_parameters(tmp_path, smoke_run):
     out, summary = smoke_run
-    again = train.train_and_evaluate(load_config(SMOKE), tmp_path, log=lambda _: None)
-    assert again["test_loss"] == summary["test_loss"]
+    again = api.train(load_config(SMOKE), tmp_path, log=lambda _: None)
+    assert again.metrics["test_loss"] == summary["test_loss"]
     first, second = checkpoint.load(out), checkpoint.load(tmp_path)
     for a, b in zip(first.params, second.params):
         np.testing.assert_array_equal(a["w"], b["w"])
 
 
 def test_one_sgd_step_lowers_the_loss_on_a_fixed_batch():
-    config = load_config(SMOKE, {"momentum": 0.0, "nesterov": False})
-    pieces = trainer_pieces(config)
-    run, loss_fn, state = pieces.run, pieces.loss_fn, pieces.state
-    step = jax.jit(train.make_step(config, loss_fn, pieces.optimizer))
-    x, y = run.train.x[:256], run.train.y[:256]
+    config = load_config(SMOKE, {"optimizer": "sgd"})
+    trainer, state = built(config)
+    loss_fn = trainer.loss_fn
+    step = jax.jit(trainer.step)
+    x, y = trainer.data.train.x[:256], trainer.data.train.y[:256]
     before = loss_fn(state.params, x, y)
     params, _, value = step(state.params, state.opt_state, x, y)
     assert float(value) == pytest.approx(float(before), rel=1e-6)
@@ -64,19 +64,13 @@ def test_one_sgd_step_lowers_the_loss_on_a_fixed_batch():
 
 def test_epoch_compiles_once_and_makes_no_implicit_transfer():
     config = load_config(SMOKE, {"epochs": 3})
-    pieces = trainer_pieces(config)
-    run, epoch, state, keys, device = (
-        pieces.run,
-        pieces.epoch,
-        pieces.state,
-        pieces.keys,
-        pieces.device,
-    )
-    steps = train.steps_per_epoch(config, int(run.train.x.shape[0]))
-    first = jax.device_put(np.int32(0), device)
+    trainer, state = built(config)
+    run, epoch = trainer.data, trainer.train_epoch
+    steps = trainer.steps_per_epoch
+    first = trainer.put(np.int32(0))
     params, opt_state = state.params, state.opt_state
     for e in range(3):
-        epoch_key = jax.device_put(jax.random.fold_in(keys["shuffle"], e), device)
+        epoch_key = trainer.epoch_key(e)
         with jax.transfer_guard("disallow"):
             params, opt_state, loss = epoch(
                 params, opt_state, run.train.x, run.train.y, epoch_key, first, num_steps=steps
@@ -98,7 +92,7 @@ def test_epoch_compiles_once_and_makes_no_implicit_transfer():
 
 def test_progress_segments_cover_the_epoch_with_at_most_two_lengths():
     for total, parts in [(429, 10), (7, 10), (1, 10), (100, 1), (101, 4)]:
-        pieces = train.segments(total, parts)
+        pieces = loop.segments(total, parts)
         assert pieces[0][0] == 0
         assert sum(length for _, length in pieces) == total
         assert all(a + la == b for (a, la), (b, _) in zip(pieces, pieces[1:]))
@@ -107,20 +101,14 @@ def test_progress_segments_cover_the_epoch_with_at_most_two_lengths():
 
 def test_segmented_epoch_equals_one_call_epoch():
     config = load_config(SMOKE, {"epochs": 1})
-    pieces = trainer_pieces(config)
-    run, epoch, state, keys, device = (
-        pieces.run,
-        pieces.epoch,
-        pieces.state,
-        pieces.keys,
-        pieces.device,
-    )
-    steps = train.steps_per_epoch(config, int(run.train.x.shape[0]))
-    epoch_key = jax.device_put(jax.random.fold_in(keys["shuffle"], 0), device)
+    trainer, state = built(config)
+    run, epoch = trainer.data, trainer.train_epoch
+    steps = trainer.steps_per_epoch
+    epoch_key = trainer.epoch_key(0)
     copy = jax.tree_util.tree_map(jnp.copy, (state.params, state.opt_state))
     whole, _, _ = epoch(*copy, run.train.x, run.train.y, epoch_key, jnp.int32(0), num_steps=steps)
     params, opt_state = state.params, state.opt_state
-    for first, length in train.segments(steps, 4):
+    for first, length in loop.segments(steps, 4):
         params, opt_state, _ = epoch(
             params,
             opt_state,
@@ -136,6 +124,6 @@ def test_segmented_epoch_equals_one_call_epoch():
 
 def test_full_mnist_short_run_reaches_97_percent(full_mnist, tmp_path):
     config = load_config(None, {"data_dir": str(full_mnist), "epochs": 3, "name": "e2e"})
-    summary = train.train_and_evaluate(config, tmp_path, log=lambda _: None)
-    assert summary["dataset"] == "mnist"
-    assert summary["test_accuracy"] >= 0.97
+    result = api.train(config, tmp_path, log=lambda _: None)
+    assert result.dataset == "mnist"
+    assert result.metrics["test_accuracy"] >= 0.97

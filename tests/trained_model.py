@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_jax import data, train
+from mnist_jax import api, mnist
 from mnist_jax.config import load_config
 from tests.conftest import SMOKE
 
@@ -15,7 +15,7 @@ from tests.conftest import SMOKE
 def trained_smoke_model(tmp_path_factory) -> Path:
     """The folder of a finished smoke run (checkpoint.npz, metrics.jsonl, summary.json)."""
     out = tmp_path_factory.mktemp("smoke-model")
-    train.train_and_evaluate(load_config(SMOKE), out, log=lambda _: None)
+    api.train(load_config(SMOKE), out, log=lambda _: None)
     return out
 
 
@@ -24,9 +24,9 @@ def confident_digit(smoke_model: Path) -> tuple[np.ndarray, int]:
 
     Tests of the image pipeline then fail only when the pipeline spoils the digit.
     """
-    from mnist_jax.predict import load_predictor
+    from mnist_jax.inference import load_predictor
 
-    sample = data.load_sample()
+    sample = mnist.load_sample()
     probs = load_predictor(smoke_model)(sample.test_images[:64])
     for i, p in enumerate(probs):
         if p.argmax() == sample.test_labels[i] and p.max() > 0.9:

@@ -39,7 +39,7 @@ def probabilities(logits: jax.Array, output: str) -> jax.Array:
 
 def make_classify(config: Config) -> Callable[[Any, jax.Array], jax.Array]:
     """Return classify(params, x uint8 (batch, 784)) -> probabilities (batch, 10); not jitted."""
-    from mnist_jax.train import scale_inputs
+    from mnist_jax.step import scale_inputs
 
     def classify(params: Any, x: jax.Array) -> jax.Array:
         logits = model.forward(params, scale_inputs(x, config), config.activation)
@@ -49,15 +49,19 @@ def make_classify(config: Config) -> Callable[[Any, jax.Array], jax.Array]:
 
 
 def load_predictor(path: str | Path, *, batch_size: int = 64) -> Predictor:
-    """Load a checkpoint once; return predict(images (N, 28, 28) uint8) -> (N, 10) float64.
+    """Load a checkpoint once; return predict(images (N, 28, 28) uint8) -> (N, 10) float64."""
+    ckpt = checkpoint.load(path)
+    return make_predictor(ckpt.config, ckpt.params, batch_size=batch_size)
+
+
+def make_predictor(config: Config, params: Any, *, batch_size: int = 64) -> Predictor:
+    """Return predict(images (N, 28, 28) uint8) -> (N, 10) float64 for these parameters.
 
     Images are fed in padded batches of `batch_size`, so the jitted call sees one shape.
     """
-    ckpt = checkpoint.load(path)
-    config = ckpt.config
     x64 = config.dtype == "float64"
     with jax.enable_x64(x64):
-        params = jax.device_put(ckpt.params)
+        params = jax.device_put(params)
         classify = jax.jit(make_classify(config))
 
     def predict(images: np.ndarray) -> np.ndarray:

@@ -1,0 +1,170 @@
+"""The Python API: train a model, evaluate it, predict images, check its gradients.
+
+    import mnist_jax
+
+    config = mnist_jax.load_config("smoke")            # a bundled config, or a TOML path
+    result = mnist_jax.train(config)                   # -> Result: params, history, metrics
+    print(result.metrics["test_accuracy"])
+    probs = mnist_jax.inference(result, images)          # images (N, 28, 28) uint8 -> (N, 10)
+
+Every function returns values; files are written only where an `out` folder is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from mnist_jax import checkpoint, data, evaluation, loop, model
+from mnist_jax.config import Config
+from mnist_jax.data import Splits
+from mnist_jax.rundir import RunFolder, restore_state
+from mnist_jax.trainer import Placement, Trainer, build, precision
+
+Log = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """What a training run produced.
+
+    Attributes:
+        config: the resolved config it trained.
+        params: the final parameters, a list of {"w": (in, out), "b": (out,)} NumPy arrays.
+        opt_state: the final optimiser state (a pytree of NumPy arrays).
+        history: one record per epoch trained: epoch, train_loss, seconds,
+            examples_per_second, and val_loss / val_accuracy on evaluated epochs.
+        metrics: test_/validation_/train_ accuracy and loss of the final parameters.
+        dataset: the dataset's name ("mnist", "mnist-sample", ...).
+        epochs: epochs completed; train_seconds: time in the training loop.
+        device: where it trained.
+    """
+
+    config: Config
+    params: list[dict[str, np.ndarray]]
+    opt_state: Any
+    history: list[dict[str, Any]]
+    metrics: dict[str, float]
+    dataset: str
+    epochs: int
+    train_seconds: float
+    device: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready summary written to `summary.json` and printed by `train --json`."""
+        return {
+            "dataset": self.dataset,
+            "epochs": self.epochs,
+            "train_seconds": self.train_seconds,
+            "device": self.device,
+            "num_params": model.count_params(self.params),
+            **self.metrics,
+            "config": self.config.to_dict(),
+        }
+
+    def lines(self) -> list[str]:
+        """The final figures for a person."""
+        m = self.metrics
+        return [
+            f"test accuracy {m['test_accuracy']:.2%}  test loss {m['test_loss']:.4f}  "
+            f"({self.dataset}, {self.epochs} epochs, {self.train_seconds:.1f} s training)"
+        ]
+
+
+def train(
+    config: Config,
+    out: str | Path | None = None,
+    *,
+    splits: Splits | None = None,
+    placement: Placement | None = None,
+    resume: checkpoint.Checkpoint | None = None,
+    log: Log = print,
+    progress: loop.Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Result:
+    """Train the config's model, evaluating each epoch; return the run as a value.
+
+    Args:
+        config: the resolved config (`load_config`).
+        out: a run folder for checkpoint.npz, metrics.jsonl and summary.json, or None to
+            write nothing.
+        splits: the host data (`mnist_jax.data.load(config)`); loaded from the config if None.
+        placement: a device, or a replicated sharding over several (`runtime.placement`).
+        resume: a checkpoint of this run to continue from.
+        log: receives the data notes and one line per epoch.
+        progress, should_stop: see `mnist_jax.loop.fit`.
+
+    Returns:
+        The Result: final params, optimiser state, per-epoch history and final metrics.
+    """
+    with precision(config):
+        trainer = build(config, data.load(config, log) if splits is None else splits, placement)
+        state = trainer.init_state()
+        if resume is not None:
+            state = restore_state(resume, state, trainer.placement)
+        folder = None if out is None else RunFolder(out, config, trainer.data.name, state.epoch)
+        state, history = loop.fit(
+            trainer, state, log=log, progress=progress, should_stop=should_stop,
+            on_epoch=None if folder is None else folder.record,
+        )  # fmt: skip
+        result = Result(
+            config=config,
+            params=jax.device_get(state.params),
+            opt_state=jax.device_get(state.opt_state),
+            history=history,
+            metrics=loop.final_metrics(trainer, state.params),
+            dataset=trainer.data.name,
+            epochs=state.epoch,
+            train_seconds=state.train_seconds,
+            device=str(trainer.placement),
+        )
+    if folder is not None:
+        folder.write_summary(result.to_dict())
+    return result
+
+
+def evaluate(
+    model_or_path: Result | str | Path,
+    split: str = "test",
+    *,
+    data_dir: str | None = None,
+    data_path: str | None = None,
+    log: Log = print,
+) -> evaluation.Evaluation:
+    """Evaluate a trained Result, or a checkpoint (file or run folder), on one split.
+
+    Returns:
+        An Evaluation: accuracy, loss, count, labels and probabilities (see `to_dict`).
+    """
+    if not isinstance(model_or_path, Result):
+        return evaluation.evaluate_checkpoint(
+            model_or_path, split, data_dir=data_dir, data_path=data_path, log=log
+        )[0]
+    config = model_or_path.config
+    if data_path is not None:
+        config = config.replace(data_path=data_path, dataset="auto")
+    with precision(config):
+        trainer: Trainer = build(config, data.load(config, log))
+        return evaluation.evaluate(trainer, trainer.put(model_or_path.params), split)
+
+
+def predict(model_or_path: Result | str | Path, images: np.ndarray) -> np.ndarray:
+    """Class probabilities of MNIST-style images.
+
+    Args:
+        model_or_path: a Result, or a checkpoint file or run folder.
+        images: (N, 28, 28) or (N, 784) uint8, white digits on black as in MNIST.
+
+    Returns:
+        (N, 10) float64 probabilities.
+    """
+    from mnist_jax.inference import load_predictor, make_predictor
+
+    if isinstance(model_or_path, Result):
+        return make_predictor(model_or_path.config, model_or_path.params)(images)
+    return load_predictor(model_or_path)(images)

@@ -1,0 +1,131 @@
+"""Evaluate trained parameters on one split: accuracy and loss exactly as training computed
+them, plus every example's probabilities, returned as one `Evaluation` value.
+
+`evaluate_checkpoint` rebuilds the split from the checkpoint's own config and seed, so its
+numbers equal those its training run reported; `mnist_jax.report` renders the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from mnist_jax import checkpoint, data, report
+from mnist_jax.config import Config
+from mnist_jax.inference import make_classify
+from mnist_jax.trainer import EvalBatches, Trainer, build, precision
+
+Log = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """The result of evaluating parameters on one split.
+
+    Attributes:
+        split, dataset, accuracy, loss (data loss, no L2), count (examples);
+        labels (count,) int64, probabilities (count, 10) float64, images (count, 28, 28) uint8;
+        checkpoint and epoch when the parameters came from a checkpoint.
+    """
+
+    split: str
+    dataset: str
+    accuracy: float
+    loss: float
+    count: int
+    labels: np.ndarray
+    probabilities: np.ndarray
+    images: np.ndarray
+    checkpoint: str | None = None
+    epoch: int | None = None
+
+    def to_dict(self, mistakes: int = report.MISTAKES) -> dict[str, Any]:
+        """JSON-ready: the figures, plus confusion matrix, per-class table, confident mistakes."""
+        return {
+            "checkpoint": self.checkpoint,
+            "split": self.split,
+            "dataset": self.dataset,
+            "epoch": self.epoch,
+            "accuracy": self.accuracy,
+            "loss": self.loss,
+            "count": self.count,
+            **report.summarize(self.labels, self.probabilities, mistakes),
+        }
+
+
+def split_predictions(
+    config: Config, params: Any, batches: EvalBatches
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predict a whole padded split on its device (one jitted `lax.map` over the batches).
+
+    Returns:
+        labels (N,) int64 and probabilities (N, 10) float64 of the real (unmasked) examples.
+    """
+    classify = make_classify(config)
+    probs = jax.jit(lambda p, x: jax.lax.map(lambda b: classify(p, b), x))(params, batches.x)
+    probs, labels, mask = jax.device_get((probs, batches.y, batches.mask))
+    keep = np.asarray(mask).reshape(-1)
+    return (
+        np.asarray(labels).reshape(-1)[keep].astype(np.int64),
+        np.asarray(probs, np.float64).reshape(-1, probs.shape[-1])[keep],
+    )
+
+
+def evaluate(trainer: Trainer, params: Any, split: str = "test") -> Evaluation:
+    """Evaluate `params` (on the trainer's placement) on one of the trainer's splits."""
+    batches = trainer.data.eval_split(split)
+    metrics = trainer.metrics(params, split)
+    labels, probs = split_predictions(trainer.config, params, batches)
+    keep = np.asarray(batches.mask).reshape(-1)
+    images = np.asarray(batches.x).reshape(-1, 28, 28)[keep]
+    return Evaluation(
+        split, trainer.data.name, metrics["accuracy"], metrics["loss"], len(labels), labels,
+        probs, images,
+    )  # fmt: skip
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    split: str = "test",
+    *,
+    data_dir: str | None = None,
+    data_path: str | None = None,
+    log: Log = print,
+) -> tuple[Evaluation, checkpoint.Checkpoint]:
+    """Recompute loss and accuracy of a saved checkpoint on one split of its run's data.
+
+    Args:
+        path: a checkpoint.npz or the run folder holding it.
+        split: "test", "validation" or "train".
+        data_dir, data_path: read the data from here instead of the run's own source.
+        log: receives the data loader's notes.
+
+    Returns:
+        (the Evaluation, the loaded Checkpoint).
+    """
+    ckpt = checkpoint.load(path)
+    config = run_config(ckpt, data_dir, data_path)
+    with precision(config):
+        trainer = build(config, data.load(config, log))
+        result = evaluate(trainer, trainer.put(ckpt.params), split)
+    return (
+        dataclasses.replace(result, checkpoint=str(checkpoint.resolve(path)), epoch=ckpt.epoch),
+        ckpt,
+    )
+
+
+def run_config(ckpt: checkpoint.Checkpoint, data_dir: str | None, data_path: str | None) -> Config:
+    """The checkpoint's config, reading its data from `data_dir` or `data_path` when given."""
+    config = ckpt.config
+    if data_path is not None:
+        config = config.replace(data_path=data_path, dataset="auto")
+    elif data_dir is not None:
+        config = config.replace(data_dir=data_dir)
+    if ckpt.meta.get("dataset") == "mnist-sample" and config.dataset == "mnist":
+        config = config.replace(dataset="sample")
+    return config

@@ -1,0 +1,232 @@
+"""The one place a training run is assembled: `build(config, splits, placement) -> Trainer`.
+
+The CLI, the Python API, the benchmark, the sweep, the gradient check and the tests all build
+their runs here: the run's keys, the data on the devices, the optimiser, the loss, the jitted
+step, epoch and evaluation, and the initial state. Nothing else calls those pieces in sequence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mnist_jax import checkpoint, model, optim, step
+from mnist_jax.config import Config
+from mnist_jax.data import Splits
+from mnist_jax.errors import MnistJaxError
+from mnist_jax.keys import RunKeys, epoch_key, root_keys
+
+Placement = jax.Device | jax.sharding.Sharding
+
+
+class DeviceSplit(NamedTuple):
+    """One training split on the device: images (N, 784) uint8 and labels (N,) int32."""
+
+    x: jax.Array
+    y: jax.Array
+
+
+class EvalBatches(NamedTuple):
+    """A split padded to whole batches: x (B, size, 784) uint8, y and mask (B, size)."""
+
+    x: jax.Array
+    y: jax.Array
+    mask: jax.Array
+
+    @property
+    def count(self) -> int:
+        """The number of real (unpadded) examples."""
+        return int(np.asarray(jax.device_get(self.mask)).sum())
+
+
+class DeviceData(NamedTuple):
+    """Everything a run reads, already on the device."""
+
+    name: str  # dataset name recorded in the outputs
+    train: DeviceSplit
+    validation: EvalBatches | None
+    test: EvalBatches
+    train_eval: EvalBatches  # the training split again, batched for evaluation
+
+    def eval_split(self, split: str) -> EvalBatches:
+        """The padded batches of "test", "validation" or "train"."""
+        batches = {"test": self.test, "validation": self.validation, "train": self.train_eval}
+        if batches[split] is None:
+            raise MnistJaxError(f"this run has no {split} split (validation_size = 0)")
+        return batches[split]
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Where training stands: parameters, optimiser state, epochs done, seconds spent."""
+
+    params: Any
+    opt_state: Any
+    epoch: int = 0
+    train_seconds: float = 0.0
+
+
+def to_device(x: np.ndarray, y: np.ndarray, placement: Placement) -> DeviceSplit:
+    """Put a split on `placement`: images flattened to (N, 784) uint8, labels int32."""
+    return DeviceSplit(
+        jax.device_put(x.reshape(len(x), -1), placement),
+        jax.device_put(y.astype(np.int32), placement),
+    )
+
+
+def eval_batches(
+    x: np.ndarray, y: np.ndarray, batch_size: int, placement: Placement
+) -> EvalBatches:
+    """Pad a split to whole batches of `batch_size` (the last one masked) on `placement`."""
+    n = len(x)
+    size = max(1, min(batch_size, n))
+    count = max(1, math.ceil(n / size))
+    pad = count * size - n
+    xs = np.concatenate([x.reshape(n, -1), np.zeros((pad, 784), np.uint8)])
+    ys = np.concatenate([y.astype(np.int32), np.zeros(pad, np.int32)])
+    mask = np.arange(count * size) < n
+    return EvalBatches(
+        *(jax.device_put(a.reshape(count, size, *a.shape[1:]), placement) for a in (xs, ys, mask))
+    )
+
+
+def put_splits(config: Config, splits: Splits, placement: Placement) -> DeviceData:
+    """Move a run's host splits to `placement`; evaluation splits padded to whole batches."""
+    batch = config.eval_batch_size
+    val = splits.validation
+    return DeviceData(
+        name=splits.name,
+        train=to_device(*splits.train, placement),
+        validation=eval_batches(*val, batch, placement) if len(val.x) else None,
+        test=eval_batches(*splits.test, batch, placement),
+        train_eval=eval_batches(*splits.train, batch, placement),
+    )
+
+
+@contextlib.contextmanager
+def precision(config: Config) -> Iterator[None]:
+    """JAX's x64 mode for a float64 config, only inside the block."""
+    with jax.enable_x64(config.dtype == "float64"):
+        yield
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+    """Every piece of one training run, assembled by `build`.
+
+    `train_epoch` and `evaluate` are the jitted functions of `mnist_jax.step`; `data` lives on
+    `placement` (one device, or a replicated sharding whose mesh splits each batch).
+    """
+
+    config: Config
+    placement: Placement
+    data: DeviceData
+    keys: RunKeys
+    optimizer: optax.GradientTransformation
+    loss_fn: Callable[..., jax.Array]
+    step: Callable
+    train_epoch: Callable
+    evaluate: Callable
+
+    @property
+    def num_train(self) -> int:
+        return int(self.data.train.x.shape[0])
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return optim.steps_per_epoch(self.config, self.num_train)
+
+    def init_state(self, init_key: jax.Array | None = None) -> TrainState:
+        """Draw the initial parameters (from the run's init key) and the optimiser's state."""
+        return init_state(self.config, self.keys.init if init_key is None else init_key,
+                          self.optimizer, self.placement)  # fmt: skip
+
+    def epoch_key(self, epoch: int) -> jax.Array:
+        """The shuffle key of epoch `epoch` (0-based), committed to the run's placement."""
+        return jax.device_put(epoch_key(self.keys, epoch), self.placement)
+
+    def put(self, value: Any) -> Any:
+        """Commit a host value (a step index, a pytree) to the run's placement."""
+        return jax.device_put(value, self.placement)
+
+    def metrics(self, params: Any, split: str) -> dict[str, float]:
+        """Loss (without L2) and accuracy of `params` on "test", "validation" or "train"."""
+        return step.metrics_of(self.evaluate(params, self.data.eval_split(split)))
+
+
+def first_device(placement: Placement) -> jax.Device:
+    """The device that holds a single-device placement, or the lowest-id device of a mesh."""
+    if isinstance(placement, jax.Device):
+        return placement
+    return min(placement.device_set, key=lambda d: d.id)
+
+
+def init_state(
+    config: Config, init_key: jax.Array, optimizer: optax.GradientTransformation,
+    placement: Placement,
+) -> TrainState:  # fmt: skip
+    """Draw the config's initial parameters on `placement` and the optimiser's state."""
+    with jax.default_device(first_device(placement)):
+        params = model.init_params(
+            init_key,
+            checkpoint.layer_sizes(config),
+            init=config.init,
+            bias_init=config.bias_init,
+            low=config.init_low,
+            high=config.init_high,
+            std=config.init_std,
+            dtype=step.dtype_of(config),
+        )
+        # L-BFGS's state holds the same array in several leaves (the initial params, value and
+        # gradient slots); the epoch donates every leaf, and one buffer cannot be donated twice.
+        opt_state = jax.tree_util.tree_map(jnp.copy, optimizer.init(params))
+        # Committed to `placement` like the jitted outputs, so the second epoch does not
+        # compile again for a different placement.
+        return TrainState(*jax.device_put((params, opt_state), placement))
+
+
+def build(
+    config: Config,
+    splits: Splits,
+    placement: Placement | None = None,
+    *,
+    optimizer: optax.GradientTransformation | None = None,
+) -> Trainer:
+    """Assemble a training run: keys, device data, optimiser, loss, step, epoch, evaluation.
+
+    Call it (and use the Trainer) inside `precision(config)` when the config is float64.
+
+    Args:
+        config: the resolved config.
+        splits: the run's host data (`mnist_jax.data.load`).
+        placement: one device, or a replicated `NamedSharding` over a "data" mesh
+            (`runtime.placement`); JAX's default device when None.
+        optimizer: replaces the config's optimiser (the sweep's learning-rate-scaled one).
+
+    Returns:
+        The Trainer; its `init_state()` draws the initial parameters.
+    """
+    placement = placement or jax.devices()[0]
+    num_train = len(splits.train.x)
+    optimizer = optimizer or optim.make_optimizer(config, num_train)
+    loss_fn = step.make_loss(config, num_train)
+    one_step = step.make_step(config, loss_fn, optimizer)
+    return Trainer(
+        config=config,
+        placement=placement,
+        data=put_splits(config, splits, placement),
+        keys=root_keys(config.seed),
+        optimizer=optimizer,
+        loss_fn=loss_fn,
+        step=one_step,
+        train_epoch=step.make_train_epoch(config, one_step, placement),
+        evaluate=step.make_evaluate(config),
+    )
