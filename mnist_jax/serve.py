@@ -173,9 +173,9 @@ def parse_head(head: bytes) -> tuple[str, str, bool, dict[str, str]]:
 
 
 def printable(text: str, limit: int = 100) -> str:
-    """`text` cut to `limit` characters with control characters replaced, safe for a log."""
+    """`text` cut to `limit` characters with control characters escaped, safe for a log."""
     cut = text[:limit] + ("..." if len(text) > limit else "")
-    return "".join(c if c.isprintable() else "?" for c in cut)
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in cut)
 
 
 def response(status: HTTPStatus, body: bytes, kind: str, close: bool) -> bytes:
@@ -413,19 +413,15 @@ class Server:
 
     async def _route(self, request: Request) -> tuple[HTTPStatus, dict[str, Any] | bytes, bool]:
         """(status, JSON value or page bytes, keep_alive) for a complete request."""
-        keep = request.keep_alive
+        keep, path = request.keep_alive, request.path.split("?", 1)[0]  # the query is ignored
         if request.method == "GET":
-            if request.path in ("/", "/index.html"):
+            if path in ("/", "/index.html"):
                 return HTTPStatus.OK, self.html, keep
-            return (
-                HTTPStatus.NOT_FOUND,
-                {"error": f"no page at {printable(request.path)}; open /"},
-                keep,
-            )
+            return HTTPStatus.NOT_FOUND, {"error": f"no page at {printable(path)}; open /"}, keep
         if request.method != "POST":
             return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use GET / or POST /predict"}, keep
-        if request.path != "/predict":
-            missing = f"no endpoint {printable(request.path)}; POST /predict"
+        if path != "/predict":
+            missing = f"no endpoint {printable(path)}; POST /predict"
             return HTTPStatus.NOT_FOUND, {"error": missing}, keep
         loop = asyncio.get_running_loop()
         try:
