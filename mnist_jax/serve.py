@@ -229,8 +229,9 @@ class Server:
         self.log = log
         self.timeout = timeout
         self.max_connections = max_connections
-        self.workers = workers
         self.html = page()
+        # Threads start on first use; serve_forever shuts them down when it returns.
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="mnist-jax-predict")
         self._connections: dict[asyncio.Task, _Connection] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -274,7 +275,6 @@ class Server:
         loop.set_exception_handler(self._loop_error)
         for sig in signals:
             loop.add_signal_handler(sig, self._request_stop)
-        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="mnist-jax-predict")
         server = await asyncio.start_server(self._connection, sock=self.socket, limit=MAX_HEAD)
         self._running.set()
         try:
