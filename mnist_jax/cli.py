@@ -351,11 +351,23 @@ def serve(
         ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8000,
+    timeout: Annotated[
+        float,
+        typer.Option(min=0.001, help="Seconds a request may take to arrive whole, or stay idle."),
+    ] = 10.0,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="Connections open at once; more are answered 503.")
+    ] = 1000,
 ) -> None:
-    """Serve a page where you draw a digit and watch the model's probabilities update."""
+    """Serve a page where you draw a digit and watch the model's probabilities update.
+
+    SIGTERM or Ctrl-C stops it after answering the requests under way.
+    """
     from mnist_jax import serve as serving
 
-    serving.serve(checkpoint, host, port, log=note)
+    serving.serve(
+        checkpoint, host, port, log=note, timeout=timeout, max_connections=max_connections
+    )
 
 
 # --- checking and comparing

@@ -1,15 +1,23 @@
 import base64
 import http.client
 import json
+import re
+import resource
 import shutil
+import signal
 import socket
+import struct
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mnist_jax import serve
+from mnist_jax import mnist, preprocess, serve
 from mnist_jax.cli import app
 from mnist_jax.inference import load_predictor
 from tests.test_preprocess import on_paper
@@ -156,3 +164,295 @@ def test_serve_on_a_busy_port_is_one_line_exit_2(smoke_model):
 def test_new_commands_have_help(command):
     result = CliRunner().invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+# --- slow, many and rude clients, against the real command in its own process
+
+TIMEOUT = 2.0  # seconds: the live server's --timeout, short so that tests wait little
+SLOW_CLIENTS = 300
+
+
+class LiveServer:
+    """`python -m mnist_jax serve` in a subprocess, with its log collected line by line."""
+
+    def __init__(self, checkpoint, *options: str) -> None:
+        command = [sys.executable, "-m", "mnist_jax", "serve", str(checkpoint), "--port", "0"]
+        self.process = subprocess.Popen(
+            [*command, *options], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        )
+        self.lines: list[str] = []
+        self.changed = threading.Condition()
+        threading.Thread(target=self._collect, daemon=True).start()
+        found = self.wait_for(r"http://([\d.]+):(\d+)/", 120)
+        self.address = (found[1], int(found[2]))
+
+    def _collect(self) -> None:
+        for line in self.process.stderr:
+            with self.changed:
+                self.lines.append(line.rstrip("\n"))
+                self.changed.notify_all()
+
+    def wait_for(self, pattern: str, seconds: float, start: int = 0) -> re.Match:
+        """The first log line from `start` on matching `pattern`; fail after `seconds`."""
+        deadline = time.monotonic() + seconds
+        with self.changed:
+            while True:
+                for line in self.lines[start:]:
+                    if found := re.search(pattern, line):
+                        return found
+                left = deadline - time.monotonic()
+                if left <= 0 or self.process.poll() is not None and not self.changed.wait(0.2):
+                    raise AssertionError(f"no log line like {pattern!r}; log: {self.lines[-5:]}")
+                self.changed.wait(left)
+
+    def status(self, field: str) -> int:
+        """A number from /proc/PID/status, e.g. Threads or VmRSS (kB)."""
+        text = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(rf"^{field}:\s+(\d+)", text, re.M)[1])
+
+    def stop(self) -> int:
+        """SIGTERM; return the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
+@pytest.fixture(scope="module")
+def live(smoke_model):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4 * SLOW_CLIENTS:  # this process opens the slow clients' sockets
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4 * SLOW_CLIENTS, hard), hard))
+    server = LiveServer(smoke_model, "--timeout", str(TIMEOUT))
+    yield server
+    assert server.stop() == 0
+
+
+def sample_canvases(count: int) -> tuple[list[np.ndarray], list[bytes]]:
+    """`count` sample test digits on paper (H, W) uint8 and their /predict bodies."""
+    papers = [on_paper(d) for d in mnist.load_sample().test_images[:count]]
+    return papers, [canvas_body(p) for p in papers]
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_slow_clients_neither_delay_a_prediction_nor_outlive_the_timeout(live, smoke_model):
+    digit, label = confident_digit(smoke_model)
+    call(live.address, "POST", "/predict", canvas_body(on_paper(digit)))  # workers started
+    threads_before = live.status("Threads")
+    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 20000\r\n\r\n"
+    partial = [head[:30], head + b'{"width": 140, "he', b""]  # half a head, half a body, nothing
+    slow, sent_at = [], []
+    for i in range(SLOW_CLIENTS):
+        sock = socket.create_connection(live.address, timeout=TIMEOUT + 5)
+        sock.sendall(partial[i % 3])
+        slow.append(sock)
+        sent_at.append(time.monotonic())
+    trickle = socket.create_connection(live.address, timeout=TIMEOUT + 5)
+    trickle_start = time.monotonic()
+
+    start = time.perf_counter()
+    status, _, body = call(live.address, "POST", "/predict", canvas_body(on_paper(digit)))
+    assert time.perf_counter() - start < 1.0
+    assert status == 200 and json.loads(body)["digit"] == label
+    assert live.status("Threads") < threads_before + 5  # not a thread per connection
+
+    # A byte every 0.2 s does not keep a request alive past its deadline.
+    trickle.settimeout(0.2)
+    answer = b""
+    for byte in head:
+        try:
+            trickle.send(bytes([byte]))
+            answer = trickle.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:
+            break
+        if answer:
+            break
+    trickled = time.monotonic() - trickle_start
+    assert answer.startswith(b"HTTP/1.1 408") and TIMEOUT - 0.1 < trickled < TIMEOUT + 1.5
+
+    for sock, sent, what in zip(slow, sent_at, partial * SLOW_CLIENTS):
+        reply = read_until_closed(sock)  # the server closes each one
+        assert time.monotonic() - sent < TIMEOUT + 3.0
+        assert reply.startswith(b"HTTP/1.1 408") if what else reply == b""
+        sock.close()
+    trickle.close()
+
+
+def test_memory_stays_flat_over_a_thousand_predictions(live):
+    _, (body,) = sample_canvases(1)
+    connection = http.client.HTTPConnection(*live.address, timeout=30)
+
+    def predict(times: int) -> None:
+        for _ in range(times):
+            connection.request("POST", "/predict", body)
+            response = connection.getresponse()
+            assert response.status == 200 and "digit" in json.loads(response.read())
+
+    predict(200)  # allocator pools and caches reach their steady size
+    before = live.status("VmRSS")
+    predict(1000)
+    grown_kib = live.status("VmRSS") - before
+    connection.close()
+    assert grown_kib < 8 * 1024  # keeping each 26 KiB body would add 26 MiB
+
+
+def test_fifty_concurrent_clients_get_the_models_own_answers(live, smoke_model):
+    papers, bodies = sample_canvases(50)
+    classify = load_predictor(smoke_model, batch_size=1)
+    expected = [classify(preprocess.to_mnist(p / 255)[None])[0] for p in papers]
+    replies: list = [None] * len(bodies)
+    barrier = threading.Barrier(len(bodies))
+
+    def client(i: int) -> None:
+        barrier.wait()
+        replies[i] = call(live.address, "POST", "/predict", bodies[i])
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    for (status, _, body), probs in zip(replies, expected):
+        result = json.loads(body)
+        assert status == 200 and result["digit"] == int(np.argmax(probs))
+        np.testing.assert_allclose(result["probabilities"], probs, rtol=1e-6, atol=1e-9)
+
+
+def rude_client(address, kind: int, body: bytes) -> None:
+    """Connect and leave abruptly: at once, mid-head, mid-body or before reading the answer."""
+    request = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+    request += body
+    cut = [0, 20, len(request) - len(body) // 2, len(request)][kind]
+    sock = socket.create_connection(address, timeout=5)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset
+    sock.sendall(request[:cut])
+    if kind == 3:
+        time.sleep(0.01)  # the answer is under way when the client vanishes
+    sock.close()
+
+
+def test_abrupt_disconnects_log_one_line_at_most_and_no_traceback(live):
+    _, (body,) = sample_canvases(1)
+    start = len(live.lines)
+    for i in range(100):
+        rude_client(live.address, i % 4, body)
+    status, _, _ = call(live.address, "GET", "/?after-the-rude-ones")
+    assert status == 200
+    live.wait_for(r"GET /\?after-the-rude-ones 200", 5, start)
+    log = live.lines[start:]
+    assert not [line for line in log if "Traceback" in line or "Exception" in line]
+    assert len(log) <= 100 + 1
+    assert all(line.startswith("127.0.0.1 ") for line in log)
+
+
+def test_a_body_over_the_limit_is_refused_unread(live):
+    with socket.create_connection(live.address, timeout=TIMEOUT + 5) as sock:
+        start = time.perf_counter()
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n")
+        reply = read_until_closed(sock)  # sent no body, so an answer means none was awaited
+        assert time.perf_counter() - start < TIMEOUT / 2
+    assert reply.startswith(b"HTTP/1.1 413") and b"limit" in reply
+
+
+def test_a_request_over_the_header_limit_is_431(live):
+    status, _, raw = call(live.address, "GET", "/", headers={"X-Big": "y" * serve.MAX_HEAD})
+    assert status == 431 and "headers" in json.loads(raw)["error"]
+
+
+def test_a_client_reuses_its_connection(live):
+    _, (body,) = sample_canvases(1)
+    connection = http.client.HTTPConnection(*live.address, timeout=10)
+    sockets = set()
+    for _ in range(3):
+        connection.request("POST", "/predict", body)
+        assert connection.getresponse().read() and connection.sock is not None
+        sockets.add(connection.sock)
+    connection.close()
+    assert len(sockets) == 1
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_answers_the_request_under_way_and_exits_0(smoke_model, stop):
+    digit, label = confident_digit(smoke_model)
+    body = canvas_body(on_paper(digit))
+    server = LiveServer(smoke_model, "--timeout", "10")
+    try:
+        sock = socket.create_connection(server.address, timeout=10)
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+        sock.sendall(body[:100])
+        server.wait_for(r"draw a digit", 1)
+        time.sleep(0.2)  # the server has the first half
+        start = time.monotonic()
+        server.process.send_signal(stop)
+        server.wait_for(r"stopping: answering 1 request", 5)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(server.address, timeout=5)
+        sock.sendall(body[100:])
+        reply = read_until_closed(sock)
+        sock.close()
+        assert reply.startswith(b"HTTP/1.1 200") and b"Connection: close" in reply
+        assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["digit"] == label
+        assert server.process.wait(timeout=5) == 0
+        assert time.monotonic() - start < 5
+        assert server.lines[-1] == "stopped"
+    finally:
+        server.stop()
+
+
+def test_connections_over_the_bound_are_503(smoke_model):
+    classify = load_predictor(smoke_model, batch_size=1)
+    httpd = serve.make_server(classify, max_connections=3, timeout=10)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    address = httpd.server_address[:2]
+    try:
+        held = [http.client.HTTPConnection(*address, timeout=10) for _ in range(3)]
+        for connection in held:  # each answered and kept open
+            connection.request("GET", "/")
+            assert connection.getresponse().read()
+        status, _, raw = call(address, "GET", "/")
+        assert status == 503 and "busy" in json.loads(raw)["error"]
+        held.pop().close()
+        deadline = time.monotonic() + 5
+        while status == 503 and time.monotonic() < deadline:  # until the server sees the close
+            time.sleep(0.01)
+            with socket.create_connection(address, timeout=10) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                status = int(read_until_closed(sock).split(b" ", 2)[1])
+        assert status == 200
+        for connection in held:
+            connection.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400),
+        (b"POST /predict HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400),
+        (b"POST /predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411),
+        (b"POST /predict HTTP/1.1\r\n\r\n", 411),
+        (b"PUT /predict HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 405),
+    ],
+)
+def test_malformed_requests_get_an_error_and_a_close(server, head, status):
+    with socket.create_connection(server, timeout=10) as sock:
+        sock.sendall(head)
+        reply = read_until_closed(sock)
+    assert reply.startswith(b"HTTP/1.1 %d " % status)
+    assert b'{"error": ' in reply
