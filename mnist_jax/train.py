@@ -501,7 +501,9 @@ def _train_and_evaluate(
 
     while state.epoch < config.epochs:
         epochs_now = min(fused, config.epochs - state.epoch)
-        epoch_key = jax.device_put(jax.random.fold_in(keys["shuffle"], state.epoch), device)
+        # The epoch index goes over explicitly: no implicit host-to-device copy per epoch.
+        epoch_index = jax.device_put(np.uint32(state.epoch))
+        epoch_key = jax.device_put(jax.random.fold_in(keys["shuffle"], epoch_index), device)
         started = time.perf_counter()
         loss_parts = []
         for first, length in segments(per_epoch, parts) if fused == 1 else [(0, epochs_now)]:
