@@ -103,8 +103,8 @@ def epoch_order(before, after, x: np.ndarray, y: np.ndarray, lr: float) -> tuple
 
 
 def test_each_epoch_is_plain_sgd_over_a_fresh_order_of_the_training_set(tmp_path):
-    data_ = tiny_dataset(tmp_path / "data", num_train=5, num_test=3)
-    x, y = data_["train_x"], data_["train_y"]
+    tiny = tiny_dataset(tmp_path / "data", num_train=5, num_test=3)
+    x, y = tiny["train_x"], tiny["train_y"]
     lr = 0.05  # small enough that no example is fitted outright: each still moves the params
     runs = {
         epochs: tiny_config(
@@ -117,7 +117,7 @@ def test_each_epoch_is_plain_sgd_over_a_fresh_order_of_the_training_set(tmp_path
             schedule="constant",
             dtype="float64",
             epochs=epochs,
-        )  # fmt: skip
+        )
         for epochs in (1, 2, 3)
     }
     # A constant rate makes the first epochs of a longer run those of a shorter one.
@@ -173,16 +173,16 @@ def test_evaluation_of_an_odd_sized_split_counts_only_its_real_rows(batch_size):
 
 
 def test_reported_metrics_equal_a_numpy_count_over_odd_sized_splits(tmp_path):
-    data_ = tiny_dataset(tmp_path / "data", num_train=61, num_test=37)
+    tiny = tiny_dataset(tmp_path / "data", num_train=61, num_test=37)
     config = tiny_config(tmp_path / "data", validation_size=13, batch_size=8, epochs=1)
     summary = train.train_and_evaluate(config, tmp_path / "run", log=lambda _: None)
     params = checkpoint.load(tmp_path / "run").params
-    test_loss, test_correct = numpy_totals(params, scaled(data_["test_x"], config), data_["test_y"])
+    test_loss, test_correct = numpy_totals(params, scaled(tiny["test_x"], config), tiny["test_y"])
     assert summary["test_accuracy"] == test_correct / 37
     assert summary["test_loss"] == pytest.approx(test_loss / 37, rel=1e-5)
     # Training and validation images together are the 61 written; which 13 the seed held
     # out does not matter to the totals.
-    all_loss, all_correct = numpy_totals(params, scaled(data_["train_x"], config), data_["train_y"])
+    all_loss, all_correct = numpy_totals(params, scaled(tiny["train_x"], config), tiny["train_y"])
     assert round(summary["train_accuracy"] * 48 + summary["validation_accuracy"] * 13) == (
         all_correct
     )
@@ -202,21 +202,16 @@ def cosine_lr(step: int, peak: float, warmup: int, total: int) -> float:
     return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def momentum_sgd(params, grads, lrs, momentum: float, nesterov: bool):
-    """SGD with (Nesterov) momentum in NumPy: v <- m v + g; p <- p - lr (g + m v) or lr v.
+def momentum_step(params, velocity, grad, lr: float, momentum: float, nesterov: bool):
+    """One SGD step with momentum in NumPy: v <- m v + g; p <- p - lr (g + m v), or p - lr v.
 
-    Yields the params after each step; `grads` and `lrs` give one gradient and rate per step.
+    Returns:
+        (params, velocity) after the step; both shaped like `params`.
     """
-    velocity = jax.tree_util.tree_map(np.zeros_like, params)
-    for grad, lr in zip(grads, lrs):
-        velocity = jax.tree_util.tree_map(lambda v, g: momentum * v + g, velocity, grad)
-        direction = (
-            jax.tree_util.tree_map(lambda v, g: g + momentum * v, velocity, grad)
-            if nesterov
-            else velocity
-        )
-        params = jax.tree_util.tree_map(lambda p, d: p - lr * d, params, direction)  # noqa: B023
-        yield params
+    tree_map = jax.tree_util.tree_map
+    velocity = tree_map(lambda v, g: momentum * v + g, velocity, grad)
+    direction = tree_map(lambda v, g: g + momentum * v, velocity, grad) if nesterov else velocity
+    return tree_map(lambda p, d: p - lr * d, params, direction), velocity
 
 
 OPTIMISERS = {
@@ -241,22 +236,24 @@ def test_optimizer_follows_the_textbook_schedule_and_momentum(case):
         lrs = [cosine_lr(t, config.lr, warmup, total) for t in range(len(grads))]
     else:
         lrs = [config.lr] * len(grads)
-    expected = momentum_sgd(params, grads, lrs, config.momentum, config.nesterov)
+    expected, velocity = params, jax.tree_util.tree_map(np.zeros_like, params)
 
     with jax.enable_x64(True):
-        optimizer = train.make_optimizer(config, num_train=50)
+        optimizer = train.make_optimizer(config, 50)  # 50 training images
         actual = jax.tree_util.tree_map(jnp.asarray, params)
         state = optimizer.init(actual)
         for step, grad in enumerate(grads):
             updates, state = optimizer.update(jax.tree_util.tree_map(jnp.asarray, grad), state)
             actual = jax.tree_util.tree_map(jnp.add, actual, updates)
-            want = next(expected)
+            expected, velocity = momentum_step(
+                expected, velocity, grad, lrs[step], config.momentum, config.nesterov
+            )
             # 1e-6: optax works the schedule out in float32
-            assert pytree_distance(actual, want) < 1e-6, f"step {step} (rate {lrs[step]:.4f})"
+            assert pytree_distance(actual, expected) < 1e-6, f"step {step} (rate {lrs[step]:.4f})"
 
 
 def test_full_batch_nesterov_cosine_run_equals_numpy_gradient_descent(tmp_path):
-    data_ = tiny_dataset(tmp_path / "data", num_train=40, num_test=3)
+    tiny = tiny_dataset(tmp_path / "data", num_train=40, num_test=3)
     common = {"batch_size": "full", "dtype": "float64"}
     # The trainer's own initial draw: a rate of 1e-300 moves no weight and leaves the zero
     # biases within 1e-300 of zero.
@@ -270,20 +267,12 @@ def test_full_batch_nesterov_cosine_run_equals_numpy_gradient_descent(tmp_path):
     )  # fmt: skip
     final = trained_params(config, tmp_path / "run")
 
-    x, y = scaled(data_["train_x"], config), data_["train_y"]
-    params, velocity = start, None
+    x, y = scaled(tiny["train_x"], config), tiny["train_y"]
+    params, velocity = start, jax.tree_util.tree_map(np.zeros_like, start)
     for step in range(config.epochs):  # one full-batch step per epoch
         _, grad = reference.gradients(params, x, y)
-        velocity = (
-            grad
-            if velocity is None
-            else jax.tree_util.tree_map(lambda v, g: 0.9 * v + g, velocity, grad)
-        )
         lr = cosine_lr(step, 0.5, warmup=2, total=config.epochs)
-        params = jax.tree_util.tree_map(
-            lambda p, v, g: p - lr * (g + 0.9 * v),  # noqa: B023
-            params, velocity, grad,
-        )  # fmt: skip
+        params, velocity = momentum_step(params, velocity, grad, lr, 0.9, nesterov=True)
     assert pytree_distance(params, start) > 0.1  # the run really moved the parameters
     # Not float64's 1e-15: optax works the schedule's rates out in float32.
     assert_same_pytree(final, params, rtol=1e-6, atol=1e-7)
@@ -294,8 +283,8 @@ def test_full_batch_nesterov_cosine_run_equals_numpy_gradient_descent(tmp_path):
 
 def test_training_makes_no_implicit_transfer_once_the_first_batches_have_run(tmp_path):
     """Set-up may copy host values (the seed, the data); the epochs and evaluation may not."""
-    config = tiny_config(tmp_path / "data", validation_size=13, batch_size=4, epochs=3, hidden=[8])
     tiny_dataset(tmp_path / "data", num_train=61, num_test=37)
+    config = tiny_config(tmp_path / "data", validation_size=13, batch_size=4, epochs=3, hidden=[8])
     calls = []
     with contextlib.ExitStack() as guard:
 
