@@ -16,7 +16,10 @@ def params_for(config):
     sizes = checkpoint.layer_sizes(config)
     rng = np.random.default_rng(0)
     return [
-        {"w": rng.normal(size=(a, b)).astype(np.float32), "b": np.zeros(b, np.float32)}
+        {
+            "w": rng.normal(size=(a, b)).astype(np.float32),
+            "b": rng.normal(size=b).astype(np.float32),
+        }
         for a, b in zip(sizes[:-1], sizes[1:])
     ]
 
@@ -27,8 +30,10 @@ def test_round_trip_keeps_every_array_and_the_config(tmp_path):
     checkpoint.save(tmp_path, params, opt, CONFIG, epoch=3, dataset="mnist")
     loaded = checkpoint.load(tmp_path)
     assert loaded.config == CONFIG and loaded.epoch == 3 and loaded.meta["dataset"] == "mnist"
-    for a, b in zip(params, loaded.params):
-        np.testing.assert_array_equal(a["w"], b["w"])
+    for a, b in zip(params, loaded.params, strict=True):
+        assert a.keys() == b.keys()  # weights and biases alike
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name])
     np.testing.assert_array_equal(loaded.opt_leaves[1], opt[1])
     assert not list(tmp_path.glob(".*.tmp"))
 

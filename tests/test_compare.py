@@ -21,11 +21,16 @@ def rows():
 
 def test_each_activation_learns_and_gets_its_own_row(rows):
     assert [r["activation"] for r in rows] == ["sigmoid", "tanh", "relu"]
+    # Seeds 0-4 give test errors of 0.47-0.58 (sigmoid), 0.20-0.25 (tanh) and 0.18-0.21
+    # (relu), train errors a little lower; each ceiling is about 3.5 seed-to-seed standard
+    # deviations above the mean.
+    ceilings = {"sigmoid": 0.66, "tanh": 0.29, "relu": 0.25}
     for row in rows:
         assert len(row["losses"]) == 2 and row["final_loss"] == row["losses"][-1]
-        # Chance is 0.9; two short epochs take even sigmoid (the slowest) well below it.
-        assert row["test_error"] < 0.7 and row["train_error"] < 0.7
+        ceiling = ceilings[row["activation"]]
+        assert row["test_error"] < ceiling and row["train_error"] < ceiling, row
         assert row["losses"][1] < row["losses"][0] and row["seconds"] > 0
+    assert rows[2]["test_error"] < rows[0]["test_error"]  # relu learns faster than sigmoid
     # Different activations are different functions: the curves must differ.
     assert len({r["final_loss"] for r in rows}) == 3
 

@@ -71,6 +71,34 @@ def test_samples_include_mistakes_first_examples_otherwise():
     assert chosen.tolist() == [0, 1, 2, 3]
 
 
+def test_sample_grid_shows_a_quarter_of_mistakes_even_far_down_the_split():
+    plt = plots.require_matplotlib()
+    count = 200
+    labels = np.arange(count) % 10
+    predicted = labels.copy()
+    wrong = np.arange(60, count, 7)  # 20 mistakes, all beyond the first 48 examples
+    predicted[wrong] = (labels[wrong] + 3) % 10
+    probs = np.eye(10)[predicted]
+    images = np.zeros((count, 28, 28), np.uint8)
+    images.reshape(count, -1)[np.arange(count), np.arange(count)] = 255  # image i lights pixel i
+    figure = plots.samples_figure(plt, images, labels, probs, "test")
+    shown = {}  # example index -> its title's colour
+    for ax in figure.axes:
+        if ax.images:
+            index = int(np.argmax(np.asarray(ax.images[0].get_array()).reshape(-1)))
+            shown[index] = ax.title.get_color()
+    plt.close(figure)
+    cells = plots.GRID[0] * plots.GRID[1]
+    quarter = cells // 4
+    assert len(shown) == cells
+    # The first quarter-grid of mistakes, in red; the first correct examples fill the rest.
+    assert sorted(i for i, colour in shown.items() if colour == "red") == wrong[:quarter].tolist()
+    correct = np.setdiff1d(np.arange(count), wrong)
+    assert sorted(i for i, colour in shown.items() if colour != "red") == (
+        correct[: cells - quarter].tolist()
+    )
+
+
 def test_without_matplotlib_the_message_says_how_to_install(plotted_run, monkeypatch):
     out, _ = plotted_run
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails

@@ -22,8 +22,11 @@ def test_smoke_run_learns_and_writes_its_files(smoke_run):
     config = load_config(SMOKE)
     assert summary["dataset"] == "mnist-sample"
     assert summary["epochs"] == config.epochs
-    assert summary["test_accuracy"] > 0.85  # chance is 0.10; a broken model stays far below
-    assert summary["train_loss"] < 0.5
+    # Seeds 0-4 reach test accuracy 0.926-0.935 and train loss 0.145-0.169 with the Nesterov
+    # and cosine recipe, 0.903-0.908 and 0.317-0.334 with plain SGD (momentum 0, constant
+    # rate); the floors hold for both recipes, several seed-to-seed spreads below the worst.
+    assert summary["test_accuracy"] >= 0.89
+    assert summary["train_loss"] < 0.36
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(1, config.epochs + 1))
     assert records[-1]["train_loss"] < records[0]["train_loss"]
@@ -46,8 +49,12 @@ def test_same_seed_gives_identical_parameters(tmp_path, smoke_run):
     again = api.train(load_config(SMOKE), tmp_path, log=lambda _: None)
     assert again.metrics["test_loss"] == summary["test_loss"]
     first, second = checkpoint.load(out), checkpoint.load(tmp_path)
-    for a, b in zip(first.params, second.params):
-        np.testing.assert_array_equal(a["w"], b["w"])
+    leaves, tree = jax.tree_util.tree_flatten(first.params)  # weights and biases alike
+    assert jax.tree_util.tree_structure(second.params) == tree
+    for a, b in zip(leaves, jax.tree_util.tree_leaves(second.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(first.opt_leaves, second.opt_leaves, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_one_sgd_step_lowers_the_loss_on_a_fixed_batch():
