@@ -107,6 +107,7 @@ def train(
         state = trainer.init_state()
         if resume is not None:
             state = restore_state(resume, state, trainer.placement)
+        config = trainer.config  # with the input size and class count read from the data
         folder = None if out is None else RunFolder(out, config, trainer.data.name, state.epoch)
         state, history = loop.fit(
             trainer, state, log=log, progress=progress, should_stop=should_stop,

@@ -110,9 +110,19 @@ def load(path: str | Path) -> Checkpoint:
     return Checkpoint(params, opt_leaves, config, epoch, info)
 
 
+MNIST_INPUT, MNIST_CLASSES = 784, 10  # what a config that leaves the sizes to the data assumes
+
+
 def layer_sizes(config: Config) -> tuple[int, ...]:
-    """Return (784, *hidden, 10): the widths of every layer of the config's MLP."""
-    return (784, *config.hidden, 10)
+    """Return (input_size, *hidden, num_classes): the widths of every layer of the config's MLP.
+
+    A config whose sizes are still None (not yet fitted to its data) gets MNIST's 784 and 10.
+    """
+    return (
+        config.input_size or MNIST_INPUT,
+        *config.hidden,
+        config.num_classes or MNIST_CLASSES,
+    )
 
 
 def check_shapes(params: list[dict[str, np.ndarray]], config: Config, where: str) -> None:

@@ -47,7 +47,7 @@ class Choice(str, enum.Enum):
 Device = Choice("Device", {name: name for name in ("auto", "cpu", "gpu")})
 Dataset = Choice(
     "Dataset",
-    {n: n for n in ("mnist", "sample", "auto", "kaggle-csv", "onehot-csv", "mat")},
+    {n: n for n in ("mnist", "sample", "auto", "idx", "kaggle-csv", "onehot-csv", "mat")},
 )
 Optimizer = Choice("Optimizer", {n: n for n in ("sgd", "momentum", "nesterov", "lbfgs")})
 Schedule = Choice("Schedule", {n: n for n in ("constant", "cosine")})
@@ -68,7 +68,8 @@ DataOption = Annotated[
     typer.Option(
         "--data",
         metavar="PATH",
-        help="Dataset file or folder: an IDX folder, a Kaggle CSV, a one-hot CSV folder or a "
+        help="Dataset file or folder: an IDX folder (your own dataset, e.g. Fashion-MNIST: no "
+        "MNIST checksum, sizes read from the files), a Kaggle CSV, a one-hot CSV folder or a "
         ".mat file; the format is told from the file.",
     ),
 ]
@@ -78,7 +79,10 @@ DataDirOption = Annotated[
 ]
 DatasetOption = Annotated[
     Dataset | None,
-    typer.Option(help="mnist: the full set (the bundled sample offline); sample: the sample."),
+    typer.Option(
+        help="mnist: the full set (the bundled sample offline); sample: the sample; idx: your "
+        "own IDX folder (--data DIR or --data-dir DIR)."
+    ),
 ]
 EpochsOption = Annotated[int | None, typer.Option(help="Passes over the training set.")]
 SeedOption = Annotated[int | None, typer.Option(help="Seed for init, split and shuffling.")]

@@ -27,7 +27,8 @@ BIAS_INITS = ("zeros", "drawn")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "lbfgs")
 SCHEDULES = ("constant", "cosine")
 DTYPES = ("float32", "float64")
-DATASETS = ("mnist", "sample", "auto", "kaggle-csv", "onehot-csv", "mat")
+DATASETS = ("mnist", "sample", "auto", "idx", "kaggle-csv", "onehot-csv", "mat")
+KAGGLE_SPLITS = ("shuffled", "notebook")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,19 +38,28 @@ class Config:
     Data:
         dataset: "mnist" (full set: found, cached or downloaded; the bundled sample offline),
             "sample" (the bundled 10,000/2,000 subset), "auto" (the format of `data_path` is
-            told from the file: an IDX folder, a Kaggle or one-hot CSV, a .mat file), or a
-            file format read from `data_path` ("kaggle-csv", "onehot-csv", "mat").
+            told from the file: an IDX folder, a Kaggle or one-hot CSV, a .mat file), "idx"
+            (your own dataset: any four IDX files in MNIST's layout, at `data_path`, else
+            `data_dir`; structure checked, no MNIST checksum), or a file format read from
+            `data_path` ("kaggle-csv", "onehot-csv", "mat"). An IDX folder given as
+            `data_path` is read as "idx"; only "mnist" demands MNIST's checksums.
         data_dir: folder holding the four MNIST IDX files; overrides the search path.
+        kaggle_split: how a Kaggle CSV is split: "shuffled" (rows shuffled by `seed`, the first
+            1,000 are the dev set) or "notebook" (the Kaggle notebook's fixed split: row 0
+            unused, rows 1..999 dev, rows 1,000.. train, no shuffle).
         data_path: file or folder of the data (`--data`).
         validation_size: images held out of the training set for validation; None means one
             twelfth of them (5,000 of MNIST's 60,000), 0 means no validation set.
         train_size, test_size: keep a seed-chosen subset of this many images (None: all).
         input_scale: pixels (0..255) are multiplied by this inside the jitted code.
+        input_size, num_classes: pixels per image and number of classes; None means "read
+            from the data" (784 and 10 for MNIST). Filled in when a run's data is loaded and
+            saved with every checkpoint, so evaluation rebuilds the same network.
     Model:
         hidden: widths of the hidden layers, input to output.
         activation: hidden activation, one of relu, sigmoid, tanh.
         output: "softmax" (cross-entropy over classes) or "sigmoid" (per-class binary
-            cross-entropy summed over the 10 classes).
+            cross-entropy summed over the classes).
         init: weight initialiser: he, glorot, uniform (init_low, init_high), normal (init_std).
         bias_init: "zeros", or "drawn" from the same distribution as the weights.
         l2: L2 penalty l2 / (2 m) * sum of squared weights (biases excluded), m = the number
@@ -74,10 +84,13 @@ class Config:
     dataset: str = "mnist"
     data_dir: str | None = None
     data_path: str | None = None
+    kaggle_split: str = "shuffled"
     validation_size: int | None = None
     train_size: int | None = None
     test_size: int | None = None
     input_scale: float = 1.0 / 255.0
+    input_size: int | None = None
+    num_classes: int | None = None
     hidden: tuple[int, ...] = (800,)
     activation: str = "relu"
     output: str = "softmax"
@@ -279,6 +292,7 @@ def _validate(cfg: Config) -> None:
         ("schedule", SCHEDULES),
         ("dtype", DTYPES),
         ("dataset", DATASETS),
+        ("kaggle_split", KAGGLE_SPLITS),
     ]:
         _choice(cfg, key, options)
     for key in ("lr", "epochs", "eval_every", "eval_batch_size", "input_scale", "init_std"):
@@ -299,6 +313,10 @@ def _validate(cfg: Config) -> None:
         )
     if cfg.init_low >= cfg.init_high:
         raise ConfigError(f"init_low ({cfg.init_low}) must be below init_high ({cfg.init_high})")
+    for key, low in (("input_size", 1), ("num_classes", 2)):
+        value = getattr(cfg, key)
+        if value is not None and value < low:
+            raise ConfigError(f"{key} must be at least {low}, got {value}")
     for key in ("validation_size", "train_size", "test_size"):
         value = getattr(cfg, key)
         if value is not None and value < 0:

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from mnist_jax import formats, mnist
+from mnist_jax import formats, mnist, owndata
 from mnist_jax.config import Config
 from mnist_jax.errors import DataError
 from mnist_jax.idx import find_file
@@ -27,7 +27,7 @@ Log = Callable[[str], None]
 
 
 class Split(NamedTuple):
-    """One split on the host: images (N, 28, 28) uint8 and labels (N,) uint8."""
+    """One split on the host: images (N, rows, cols) uint8 (MNIST: 28x28) and labels (N,) uint8."""
 
     x: np.ndarray
     y: np.ndarray
@@ -40,13 +40,15 @@ class Splits(NamedTuple):
     train: Split
     validation: Split  # may hold zero images
     test: Split
+    image_shape: tuple[int, ...] = (28, 28)  # one image's shape, read from the data
+    num_classes: int = 10  # labels are 0..num_classes - 1
 
 
 def detect_format(path: str | Path) -> tuple[str, Path]:
     """Tell a data path's format from the file itself.
 
     Returns:
-        (dataset, path): "mnist" for a folder of IDX files, "onehot-csv" for a folder of the
+        (dataset, path): "idx" for a folder of IDX files, "onehot-csv" for a folder of the
         four one-hot CSV files, "kaggle-csv" for a CSV whose header starts with `label`,
         "mat" for a MATLAB file.
 
@@ -56,7 +58,7 @@ def detect_format(path: str | Path) -> tuple[str, Path]:
     path = Path(path)
     if path.is_dir():
         if any(find_file(path, name) for name in mnist.MNIST_SHA256):
-            return "mnist", path
+            return "idx", path
         if any((path / name).exists() for pair in formats.ONEHOT_FILES.values() for name in pair):
             return "onehot-csv", path
         raise DataError(
@@ -83,14 +85,18 @@ def read_dataset(config: Config, log: Log = print) -> Dataset:
     if dataset == "auto":
         if data_path is None:
             raise DataError('dataset "auto" needs data_path (or --data PATH)')
-        dataset, folder = detect_format(data_path)
-        if dataset == "mnist":
-            return mnist.load_mnist(folder, log=log)
+        dataset, data_path = detect_format(data_path)
+    if dataset == "idx":
+        folder = data_path or config.data_dir
+        if folder is None:
+            raise DataError('dataset "idx" needs the folder: data_path or data_dir (or --data DIR)')
+        return owndata.read_idx_folder(folder)
     if dataset == "sample":
         return mnist.load_sample()
     if dataset == "mnist":
         return mnist.load_mnist(config.data_dir, log=log)
-    return formats.read(dataset, formats.need_path(dataset, data_path), seed=config.seed)
+    path = formats.need_path(dataset, data_path)
+    return formats.read(dataset, path, seed=config.seed, kaggle_split=config.kaggle_split)
 
 
 def split(config: Config, dataset: Dataset, key: jax.Array) -> Splits:
@@ -105,7 +111,10 @@ def split(config: Config, dataset: Dataset, key: jax.Array) -> Splits:
     val_size = len(train_x) // 12 if config.validation_size is None else config.validation_size
     order = np.asarray(jax.random.permutation(split_key, len(train_x)))
     train_x, train_y, val_x, val_y = split_train(train_x, train_y, val_size, order)
-    return Splits(dataset.name, Split(train_x, train_y), Split(val_x, val_y), Split(test_x, test_y))
+    return Splits(
+        dataset.name, Split(train_x, train_y), Split(val_x, val_y), Split(test_x, test_y),
+        dataset.train_images.shape[1:], dataset.num_classes,
+    )  # fmt: skip
 
 
 def load(config: Config, log: Log = print) -> Splits:

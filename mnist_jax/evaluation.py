@@ -29,7 +29,8 @@ class Evaluation:
 
     Attributes:
         split, dataset, accuracy, loss (data loss, no L2), count (examples);
-        labels (count,) int64, probabilities (count, 10) float64, images (count, 28, 28) uint8;
+        labels (count,) int64, probabilities (count, classes) float64, images (count, rows,
+        cols) uint8 (28x28 for MNIST);
         checkpoint and epoch when the parameters came from a checkpoint.
     """
 
@@ -64,7 +65,8 @@ def split_predictions(
     """Predict a whole padded split on its device (one jitted `lax.map` over the batches).
 
     Returns:
-        labels (N,) int64 and probabilities (N, 10) float64 of the real (unmasked) examples.
+        labels (N,) int64 and probabilities (N, classes) float64 of the real (unmasked)
+        examples.
     """
     classify = make_classify(config)
     probs = jax.jit(lambda p, x: jax.lax.map(lambda b: classify(p, b), x))(params, batches.x)
@@ -82,7 +84,7 @@ def evaluate(trainer: Trainer, params: Any, split: str = "test") -> Evaluation:
     metrics = trainer.metrics(params, split)
     labels, probs = split_predictions(trainer.config, params, batches)
     keep = np.asarray(batches.mask).reshape(-1)
-    images = np.asarray(batches.x).reshape(-1, 28, 28)[keep]
+    images = np.asarray(batches.x).reshape(-1, *trainer.data.image_shape)[keep]
     return Evaluation(
         split, trainer.data.name, metrics["accuracy"], metrics["loss"], len(labels), labels,
         probs, images,

@@ -1,9 +1,11 @@
 """Readers and writers for the other files MNIST comes in: Kaggle CSV, one-hot CSV, MATLAB .mat.
 
 - "kaggle-csv": Kaggle's Digit Recognizer `train.csv`: a header `label,pixel0,...,pixel783`,
-  then one image per row. Kaggle ships no labelled test set, so the rows are shuffled by the
-  config's seed and the first `KAGGLE_DEV_ROWS` (1,000) become the dev set, returned as the
-  Dataset's test split; the rest train.
+  then one image per row. Kaggle ships no labelled test set, so a dev set is held out and
+  returned as the Dataset's test split. Split "shuffled": the rows are shuffled by the config's
+  seed and the first `KAGGLE_DEV_ROWS` (1,000) are the dev set, the rest train. Split
+  "notebook": the Kaggle notebook's fixed split, no shuffle: row 0 is in neither set, rows
+  1..999 are the dev set, rows 1,000.. train (row numbers count data rows from 0).
 - "onehot-csv": a folder holding `train_X.csv` and `test_X.csv` (784 pixel columns, one image
   per row, no header) and `train_label.csv` and `test_label.csv` (10 one-hot columns).
 - "mat": `mnist-original.mat` (MATLAB v5): `data` (784, N) uint8, one flattened image per
@@ -52,10 +54,10 @@ def need_path(dataset: str, path: str | None) -> Path:
     return Path(path)
 
 
-def read(fmt: str, path: Path, *, seed: int = 0) -> Dataset:
+def read(fmt: str, path: Path, *, seed: int = 0, kaggle_split: str = "shuffled") -> Dataset:
     """Read `path` in format `fmt` (one of FORMATS) into a Dataset."""
     if fmt == "kaggle-csv":
-        return read_kaggle_csv(path, seed=seed)
+        return read_kaggle_csv(path, seed=seed, split=kaggle_split)
     if fmt == "onehot-csv":
         return read_onehot_csv(path)
     if fmt == "mat":
@@ -184,11 +186,22 @@ def parse_kaggle_csv(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     return images.reshape(-1, 28, 28), labels
 
 
-def read_kaggle_csv(path: Path, *, seed: int = 0, dev_rows: int = KAGGLE_DEV_ROWS) -> Dataset:
-    """Read Kaggle's train.csv; `seed` shuffles the rows, the first `dev_rows` are the test split.
+def read_kaggle_csv(
+    path: Path, *, seed: int = 0, dev_rows: int = KAGGLE_DEV_ROWS, split: str = "shuffled"
+) -> Dataset:
+    """Read Kaggle's train.csv and hold out a dev set, returned as the test split.
+
+    Args:
+        path: the CSV file.
+        seed: "shuffled" only: the seed of the row shuffle.
+        dev_rows: "shuffled": the first `dev_rows` shuffled rows are the dev set; "notebook":
+            rows 1..dev_rows - 1 are the dev set, rows dev_rows.. train and row 0 is unused,
+            exactly as the Kaggle notebook slices its unshuffled array.
+        split: "shuffled" or "notebook".
 
     Returns:
-        A Dataset named "kaggle-csv": N - dev_rows training images, dev_rows test images.
+        A Dataset named "kaggle-csv": shuffled: N - dev_rows training and dev_rows test images;
+        notebook: N - dev_rows training and dev_rows - 1 test images, in file order.
     """
     hint = (
         "; download Kaggle's Digit Recognizer train.csv, or draw one from MNIST with "
@@ -197,8 +210,11 @@ def read_kaggle_csv(path: Path, *, seed: int = 0, dev_rows: int = KAGGLE_DEV_ROW
     images, labels = parse_kaggle_csv(_read(path, hint), str(path))
     if len(labels) <= dev_rows:
         raise DataError(f"{path}: {len(labels)} rows; need more than the {dev_rows} dev rows")
-    order = np.random.default_rng(seed).permutation(len(labels))
-    dev, rest = order[:dev_rows], np.sort(order[dev_rows:])
+    if split == "notebook":
+        dev, rest = np.arange(1, dev_rows), np.arange(dev_rows, len(labels))
+    else:
+        order = np.random.default_rng(seed).permutation(len(labels))
+        dev, rest = order[:dev_rows], np.sort(order[dev_rows:])
     return Dataset("kaggle-csv", str(path), images[rest], labels[rest], images[dev], labels[dev])
 
 

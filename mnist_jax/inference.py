@@ -1,10 +1,10 @@
 """Predict digits with a saved checkpoint: class probabilities for images of any source.
 
-`load_predictor` reads a checkpoint once and returns a function from MNIST-style images
-(N, 28, 28) uint8 to probabilities (N, 10); it runs one jitted call per fixed-size batch,
-so it compiles once whatever N is. `predict_files` is `mnist-jax predict`: it reads the
-files (`mnist_jax.preprocess`), normalises them the way MNIST digits were made, and ranks
-the classes.
+`load_predictor` reads a checkpoint once and returns a function from images of the model's
+size ((N, 28, 28) uint8 for MNIST) to probabilities (N, classes); it runs one jitted call per
+fixed-size batch, so it compiles once whatever N is. `predict_files` is `mnist-jax predict`:
+it reads the files (`mnist_jax.preprocess`), normalises them the way MNIST digits were made,
+and ranks the classes; like `serve`, it needs a model of 28x28 inputs (`load_image_predictor`).
 """
 
 from __future__ import annotations
@@ -49,25 +49,50 @@ def make_classify(config: Config) -> Callable[[Any, jax.Array], jax.Array]:
 
 
 def load_predictor(path: str | Path, *, batch_size: int = 64) -> Predictor:
-    """Load a checkpoint once; return predict(images (N, 28, 28) uint8) -> (N, 10) float64."""
+    """Load a checkpoint once; return predict(images (N, rows, cols) uint8) -> (N, C) float64."""
     ckpt = checkpoint.load(path)
     return make_predictor(ckpt.config, ckpt.params, batch_size=batch_size)
 
 
-def make_predictor(config: Config, params: Any, *, batch_size: int = 64) -> Predictor:
-    """Return predict(images (N, 28, 28) uint8) -> (N, 10) float64 for these parameters.
+def load_image_predictor(path: str | Path, *, batch_size: int = 64) -> Predictor:
+    """Like `load_predictor`, for image files: the model must take 28x28 MNIST-style digits.
 
-    Images are fed in padded batches of `batch_size`, so the jitted call sees one shape.
+    Raises:
+        DataError: the model was trained on images of another size (one line saying so).
     """
+    ckpt = checkpoint.load(path)
+    inputs = checkpoint.layer_sizes(ckpt.config)[0]
+    if inputs != checkpoint.MNIST_INPUT:
+        raise DataError(
+            f"{checkpoint.resolve(path)}: this model takes {inputs} pixels per image, but image "
+            "files are read as 28x28 MNIST-style digits (784 pixels); use `mnist-jax eval`, or "
+            "mnist_jax.predict on arrays of the model's image size"
+        )
+    return make_predictor(ckpt.config, ckpt.params, batch_size=batch_size)
+
+
+def make_predictor(config: Config, params: Any, *, batch_size: int = 64) -> Predictor:
+    """Return predict(images (N, rows, cols) or (N, pixels) uint8) -> (N, C) float64.
+
+    Images are fed in padded batches of `batch_size`, so the jitted call sees one shape; their
+    pixel count must be the model's input size (784 for MNIST).
+    """
+    inputs = checkpoint.layer_sizes(config)[0]
     x64 = config.dtype == "float64"
     with jax.enable_x64(x64):
         params = jax.device_put(params)
         classify = jax.jit(make_classify(config))
 
     def predict(images: np.ndarray) -> np.ndarray:
-        flat = np.asarray(images, np.uint8).reshape(len(images), 784)
+        images = np.asarray(images, np.uint8)
+        if images.size != len(images) * inputs:
+            raise DataError(
+                f"images of shape {images.shape[1:]} have {images[:1].size} pixels each; "
+                f"the model takes {inputs}"
+            )
+        flat = images.reshape(len(images), inputs)
         pad = -len(flat) % batch_size
-        flat = np.concatenate([flat, np.zeros((pad, 784), np.uint8)])
+        flat = np.concatenate([flat, np.zeros((pad, inputs), np.uint8)])
         with jax.enable_x64(x64):
             parts = [
                 classify(params, flat[i : i + batch_size]) for i in range(0, len(flat), batch_size)
@@ -94,7 +119,7 @@ def predict_files(path: str | Path, files: Sequence[str | Path]) -> list[dict[st
     """
     if not files:
         raise DataError("no image files given")
-    predict = load_predictor(path)
+    predict = load_image_predictor(path)
     names, images = [], []
     for file in files:
         for name, image in preprocess.read_images(file):

@@ -45,12 +45,14 @@ MIRRORS = (
 SAMPLE_DIR = Path(__file__).parent / "sample"
 SAMPLE_SIZES = {"train": 10_000, "t10k": 2_000}
 DOWNLOAD_TIMEOUT_S = 30.0
+OTHER_DATA_HINT = "to train on another IDX dataset (Fashion-MNIST, KMNIST, your own) use --data"
 FULL_HINT = "run `mnist-jax data fetch` or set MNIST_JAX_DATA to get the full 60,000/10,000 set"
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """Raw MNIST: images (N, 28, 28) uint8 and labels (N,) uint8 in 0..9, per split."""
+    """Raw images (N, rows, cols) uint8 and labels (N,) uint8 per split; MNIST's are (N, 28, 28)
+    and 0..9, an own IDX dataset's (`mnist_jax.owndata`) are any size and class count."""
 
     name: str  # "mnist" or "mnist-sample" (or a file format's name)
     source: str  # where it was read from
@@ -58,18 +60,25 @@ class Dataset:
     train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
+    num_classes: int = 10  # labels are 0..num_classes - 1
 
 
 def check_images_labels(images: np.ndarray, labels: np.ndarray, where: str) -> None:
     """Check that images are (N, 28, 28), labels (N,) in 0..9, and the counts agree."""
     if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise DataError(f"{where}: images must have shape (N, 28, 28), got {images.shape}")
+        raise DataError(
+            f"{where}: images must have shape (N, 28, 28), got {images.shape}; not MNIST? "
+            f"{OTHER_DATA_HINT} DIR"
+        )
     if labels.ndim != 1:
         raise DataError(f"{where}: labels must have shape (N,), got {labels.shape}")
     if len(images) != len(labels):
         raise DataError(f"{where}: {len(images)} images but {len(labels)} labels")
     if len(labels) and labels.max() > 9:
-        raise DataError(f"{where}: labels must be 0..9, found {int(labels.max())}")
+        raise DataError(
+            f"{where}: labels must be 0..9, found {int(labels.max())}; not MNIST? "
+            f"{OTHER_DATA_HINT} DIR"
+        )
 
 
 def read_split(folder: Path, split: str, checksums: dict[str, str] | None) -> tuple:
@@ -101,8 +110,9 @@ def verify_checksum(path: Path, raw: bytes, expected: str) -> None:
     actual = sha256(raw)
     if actual != expected:
         raise DataError(
-            f"{path}: checksum mismatch (sha256 of uncompressed bytes: expected "
-            f"{expected}, got {actual}); delete it and fetch again"
+            f"{path}: checksum mismatch: sha256 of the uncompressed bytes is {actual}, "
+            f"expected {expected}; if this is a broken download delete it and run `mnist-jax "
+            f"data fetch`; {OTHER_DATA_HINT} {path.parent}"
         )
 
 

@@ -69,7 +69,7 @@ def draw(out: Path, records: list[dict[str, Any]], result: Any, weights: np.ndar
 
     Args:
         records: the per-epoch history; result: an `evaluation.Evaluation`;
-        weights: the first layer's weights (784, hidden).
+        weights: the first layer's weights (pixels, hidden), pixels = 784 for MNIST.
     """
     from mnist_jax import report
 
@@ -79,12 +79,12 @@ def draw(out: Path, records: list[dict[str, Any]], result: Any, weights: np.ndar
         "curves.png": curves_figure(plt, records),
         "confusion.png": confusion_figure(
             plt,
-            report.confusion_matrix(labels, probs.argmax(axis=1)),
+            report.confusion_matrix(labels, probs.argmax(axis=1), probs.shape[1]),
             result.accuracy,
             result.split,
         ),
         "samples.png": samples_figure(plt, result.images, labels, probs, result.split),
-        "weights.png": weights_figure(plt, weights),
+        "weights.png": weights_figure(plt, weights, result.images.shape[1:]),
     }
     return [save_figure(plt, figure, out / name) for name, figure in figures.items()]
 
@@ -185,8 +185,8 @@ def samples_figure(
     return figure
 
 
-def weights_figure(plt: Any, weights: np.ndarray) -> Any:
-    """The first layer's weights (784, units), each unit's column drawn as a 28x28 image."""
+def weights_figure(plt: Any, weights: np.ndarray, image_shape: tuple[int, ...] = (28, 28)) -> Any:
+    """The first layer's weights (pixels, units), each unit's column drawn as an image."""
     units = min(weights.shape[1], MAX_UNITS)
     cols = int(np.ceil(np.sqrt(units)))
     rows = int(np.ceil(units / cols))
@@ -197,7 +197,7 @@ def weights_figure(plt: Any, weights: np.ndarray) -> Any:
     for ax in axes.ravel():
         ax.set_axis_off()
     for unit, ax in zip(range(units), axes.ravel()):
-        w = weights[:, unit].reshape(28, 28)
+        w = weights[:, unit].reshape(image_shape)
         limit = float(np.abs(w).max()) or 1.0  # symmetric colours: white is 0
         ax.imshow(w, cmap="RdBu_r", vmin=-limit, vmax=limit)
     figure.suptitle(f"first-layer weights, {units} of {weights.shape[1]} units (red +, blue -)")

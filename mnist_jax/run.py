@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mnist_jax import checkpoint, rundir, runtime
+from mnist_jax import checkpoint, owndata, rundir, runtime
 from mnist_jax.config import Config, load_config
 from mnist_jax.console import note
 from mnist_jax.errors import ConfigError, Interrupted, MnistJaxError
@@ -209,6 +209,7 @@ def plan(config: Config, out: Path, device: Any) -> Plan:
     from mnist_jax import data, optim
 
     splits = data.load(config, log)
+    config = owndata.fit_config(config, splits.image_shape, splits.num_classes, splits.name)
     sizes = {name: len(getattr(splits, name).x) for name in ("train", "validation", "test")}
     steps = optim.steps_per_epoch(config, sizes["train"])
     return Plan(config, splits.name, sizes, steps, str(device), str(out))

@@ -498,10 +498,10 @@ def serve(
     SIGTERM or Ctrl-C stops it gracefully (the requests under way are answered); a second
     one stops it at once.
     """
-    from mnist_jax.inference import load_predictor
+    from mnist_jax.inference import load_image_predictor
 
     server = make_server(
-        load_predictor(path, batch_size=1),
+        load_image_predictor(path, batch_size=1),
         host,
         port,
         log,

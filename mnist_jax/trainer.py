@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mnist_jax import checkpoint, model, optim, step
+from mnist_jax import checkpoint, model, optim, owndata, step
 from mnist_jax.config import Config
 from mnist_jax.data import Splits
 from mnist_jax.errors import MnistJaxError
@@ -28,14 +28,14 @@ Placement = jax.Device | jax.sharding.Sharding
 
 
 class DeviceSplit(NamedTuple):
-    """One training split on the device: images (N, 784) uint8 and labels (N,) int32."""
+    """One training split on the device: images (N, pixels) uint8 and labels (N,) int32."""
 
     x: jax.Array
     y: jax.Array
 
 
 class EvalBatches(NamedTuple):
-    """A split padded to whole batches: x (B, size, 784) uint8, y and mask (B, size)."""
+    """A split padded to whole batches: x (B, size, pixels) uint8, y and mask (B, size)."""
 
     x: jax.Array
     y: jax.Array
@@ -55,6 +55,7 @@ class DeviceData(NamedTuple):
     validation: EvalBatches | None
     test: EvalBatches
     train_eval: EvalBatches  # the training split again, batched for evaluation
+    image_shape: tuple[int, ...] = (28, 28)  # one image's shape before flattening
 
     def eval_split(self, split: str) -> EvalBatches:
         """The padded batches of "test", "validation" or "train"."""
@@ -75,7 +76,7 @@ class TrainState:
 
 
 def to_device(x: np.ndarray, y: np.ndarray, placement: Placement) -> DeviceSplit:
-    """Put a split on `placement`: images flattened to (N, 784) uint8, labels int32."""
+    """Put a split on `placement`: images flattened to (N, pixels) uint8, labels int32."""
     return DeviceSplit(
         jax.device_put(x.reshape(len(x), -1), placement),
         jax.device_put(y.astype(np.int32), placement),
@@ -90,7 +91,8 @@ def eval_batches(
     size = max(1, min(batch_size, n))
     count = max(1, math.ceil(n / size))
     pad = count * size - n
-    xs = np.concatenate([x.reshape(n, -1), np.zeros((pad, 784), np.uint8)])
+    flat = x.reshape(n, -1)  # (n, pixels)
+    xs = np.concatenate([flat, np.zeros((pad, flat.shape[1]), np.uint8)])
     ys = np.concatenate([y.astype(np.int32), np.zeros(pad, np.int32)])
     mask = np.arange(count * size) < n
     return EvalBatches(
@@ -108,6 +110,7 @@ def put_splits(config: Config, splits: Splits, placement: Placement) -> DeviceDa
         validation=eval_batches(*val, batch, placement) if len(val.x) else None,
         test=eval_batches(*splits.test, batch, placement),
         train_eval=eval_batches(*splits.train, batch, placement),
+        image_shape=tuple(splits.image_shape),
     )
 
 
@@ -205,7 +208,8 @@ def build(
     Call it (and use the Trainer) inside `precision(config)` when the config is float64.
 
     Args:
-        config: the resolved config.
+        config: the resolved config; its `input_size` and `num_classes` are filled in from
+            `splits` (`owndata.fit_config`), so the Trainer's config is the one to save.
         splits: the run's host data (`mnist_jax.data.load`).
         placement: one device, or a replicated `NamedSharding` over a "data" mesh
             (`runtime.placement`); JAX's default device when None.
@@ -215,6 +219,7 @@ def build(
         The Trainer; its `init_state()` draws the initial parameters.
     """
     placement = placement or jax.devices()[0]
+    config = owndata.fit_config(config, splits.image_shape, splits.num_classes, splits.name)
     num_train = len(splits.train.x)
     optimizer = optimizer or optim.make_optimizer(config, num_train)
     loss_fn = step.make_loss(config, num_train)

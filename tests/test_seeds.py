@@ -37,7 +37,7 @@ def test_seed_configs_describe_the_seed_networks(name):
     assert (config.activation, config.output, config.optimizer) == (activation, output, optimizer)
 
 
-def test_seed_kaggle_trains_on_a_kaggle_file_with_1000_dev_rows_as_test(tmp_path):
+def test_seed_kaggle_trains_on_the_notebooks_split_rows_1_to_999_as_dev(tmp_path):
     path = tmp_path / "train.csv"
     sample = mnist.load_sample()
     formats.write_kaggle_csv(path, sample.train_images[:1500], sample.train_labels[:1500])
@@ -46,8 +46,14 @@ def test_seed_kaggle_trains_on_a_kaggle_file_with_1000_dev_rows_as_test(tmp_path
     )
     summary, losses = run(config, tmp_path / "run")
     assert summary["dataset"] == "kaggle-csv"
-    counts = api.evaluate(tmp_path / "run", "test", log=quiet).count
-    assert counts == 1000
+    dev = api.evaluate(tmp_path / "run", "test", log=quiet)
+    # The notebook's split, unshuffled: row 0 in neither set, rows 1..999 dev, the rest train.
+    assert dev.count == 999
+    np.testing.assert_array_equal(dev.labels, sample.train_labels[1:1000])
+    np.testing.assert_array_equal(dev.images, sample.train_images[1:1000])
+    assert summary["config"]["kaggle_split"] == "notebook"
+    train = api.evaluate(tmp_path / "run", "train", log=quiet)
+    np.testing.assert_array_equal(train.labels, sample.train_labels[1000:1500])
     # A 784-10-10 net from uniform(-0.5, 0.5) weights, 200 full-batch steps on 500 images:
     # well above chance (0.10) only if the gradient, the data and the split all work.
     assert summary["test_accuracy"] > 0.6
