@@ -33,6 +33,12 @@ data_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(data_app, name="data")
+theta_app = typer.Typer(
+    help="Move a model to and from the L-BFGS seed's Theta1.txt/Theta2.txt weight files.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(theta_app, name="theta")
 
 EXIT_BAD_INPUT = 2
 
@@ -581,6 +587,39 @@ def data_export(
     from mnist_jax import convert
 
     convert.export_command(fmt.value, out, data_dir=data_dir, seed=seed, rows=rows, log=note)
+
+
+# --- theta: the L-BFGS seed's weight files
+
+
+@theta_app.command("export")
+@reports_errors
+def theta_export(
+    checkpoint: CheckpointArgument,
+    out: Annotated[
+        Path, typer.Option(metavar="DIR", help="Folder for Theta1.txt, Theta2.txt, ...")
+    ],
+) -> None:
+    """Write a checkpoint's layers as Theta1.txt, Theta2.txt: rows = units, bias column first."""
+    from mnist_jax import theta
+
+    for path in theta.export_theta(checkpoint, out, log=note):
+        typer.echo(str(path))
+
+
+@theta_app.command("import")
+@reports_errors
+def theta_import(
+    folder: Annotated[Path, typer.Argument(help="Folder holding Theta1.txt, Theta2.txt, ...")],
+    out: Annotated[Path, typer.Option(metavar="DIR", help="Run folder to write.")],
+    config: ConfigOption = None,
+) -> None:
+    """Make a run folder (checkpoint.npz) from Theta files, for eval, predict and serve."""
+    from mnist_jax import theta
+
+    ckpt = theta.import_theta(folder, resolve(config, {}), out, log=note)
+    sizes = "-".join(map(str, theta.checkpoint.layer_sizes(ckpt.config)))
+    typer.echo(f"{sizes} {ckpt.config.activation} model written to {out}")
 
 
 def main(args: list[str] | None = None) -> int:
