@@ -98,7 +98,12 @@ def parse_batch_size(text: str | None) -> int | str | None:
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="TOML config file (only what differs from the defaults)."),
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML config file (only what differs from the defaults), or a bundled config's "
+        "name (see `mnist-jax configs`).",
+    ),
 ]
 DataDirOption = Annotated[
     str | None, typer.Option(help="Folder holding the four MNIST IDX files (.gz or raw).")
@@ -226,6 +231,16 @@ def data_fetch(
     folder = data_dir or data.cache_dir()
     data.fetch(folder, log=_note)
     typer.echo(f"MNIST is in {folder}")
+
+
+@app.command("configs")
+@reports_errors
+def list_configs() -> None:
+    """List the bundled configs that --config takes by name, with what each one is for."""
+    from mnist_jax.config import format_bundled_configs
+
+    for line in format_bundled_configs():
+        typer.echo(line)
 
 
 # --- visualisation: plots, prediction from image files, a drawing page
