@@ -14,16 +14,11 @@ import dataclasses
 import difflib
 import json
 import math
-import sys
+import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, Union
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: the same parser, released on PyPI as tomli (a declared dependency there)
-    import tomli as tomllib
 
 from mnist_jax.errors import ConfigError
 

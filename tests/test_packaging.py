@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -19,11 +20,6 @@ from mnist_jax.cli import app
 from mnist_jax.config import bundled_configs, load_config, read_toml
 from mnist_jax.errors import ConfigError
 from tests.conftest import ROOT
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
 
 CONFIGS = sorted((ROOT / "configs").glob("*.toml"))
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -186,4 +182,11 @@ def test_the_wheel_metadata_names_the_license_and_dependencies(wheel):
     assert {_distribution(r) for r in PYPROJECT["dependencies"]} <= {
         _distribution(r) for r in requires
     }
-    assert any(r.startswith("tomli") and 'python_version < "3.11"' in r for r in requires)
+    assert metadata["Requires-Python"] == PYPROJECT["requires-python"]
+
+
+def test_ci_installs_on_the_oldest_python_that_pyproject_allows():
+    oldest = re.fullmatch(r">=(\d+\.\d+)", PYPROJECT["requires-python"])[1]
+    script = (ROOT / "scripts" / "check_install.sh").read_text()
+    assert f"OLDEST_PYTHON:-$pyenv_root/versions/{oldest}." in script
+    assert "scripts/check_install.sh" in (ROOT / ".ci" / "run").read_text()
