@@ -21,11 +21,12 @@ trap 'rm -rf "$work"' EXIT
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # Run a pip command, show its output, and fail if it printed a warning. Lines saying that one of
-# this machine's configured extra package indexes is not there are about the machine, not us.
+# the machine's configured extra package indexes is missing are about the machine, not the
+# project: they are left out.
 pip_without_warnings() {
     local log="$work/pip.log"
-    "$@" 2>&1 | tee "$log"
-    if grep -i "warning" "$log" | grep -v "Location '.*' is ignored: it is neither a file"; then
+    "$@" 2>&1 | { grep -v "Location '.*' is ignored: it is neither a file" || true; } | tee "$log"
+    if grep -i "warning" "$log"; then
         echo "error: the command above printed a warning: $*" >&2
         exit 1
     fi
@@ -34,7 +35,7 @@ pip_without_warnings() {
 # Make a fresh virtual environment at $2 with Python $1 and a current pip.
 fresh_venv() {
     "$1" -m venv "$2"
-    "$2/bin/python" -m pip install --quiet --upgrade pip
+    pip_without_warnings "$2/bin/python" -m pip install --quiet --upgrade pip
 }
 
 echo "=== build the wheel (newest Python)"
