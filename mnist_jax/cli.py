@@ -23,7 +23,7 @@ from mnist_jax.errors import ConfigError, MnistJaxError
 app = typer.Typer(
     help="Train, evaluate and check a JAX MLP on MNIST.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
