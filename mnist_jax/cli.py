@@ -23,7 +23,7 @@ from mnist_jax.errors import ConfigError, MnistJaxError
 app = typer.Typer(
     help="Train, evaluate and check a JAX MLP on MNIST.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -43,11 +43,8 @@ app.add_typer(theta_app, name="theta")
 EXIT_BAD_INPUT = 2
 
 
-class Choice(str, enum.Enum):
+class Choice(enum.StrEnum):
     """A string option whose values --help lists."""
-
-    def __str__(self) -> str:
-        return self.value
 
 
 Device = Choice("Device", {name: name for name in ("auto", "cpu", "gpu")})
@@ -66,7 +63,11 @@ Format = Choice("Format", {n: n for n in ("kaggle-csv", "onehot-csv", "mat")})
 ConfigOption = Annotated[
     str | None,
     typer.Option(
-        "--config", "-c", metavar="FILE", help="TOML config (only what differs from the defaults)."
+        "--config",
+        "-c",
+        metavar="FILE|NAME",
+        help="TOML config (only what differs from the defaults), or a bundled config's name "
+        "(see `mnist-jax configs`).",
     ),
 ]
 DataOption = Annotated[
@@ -511,6 +512,16 @@ def sweep(
         log=note,
     )
     show(rows, as_json, sweeping.format_rows, write_json)
+
+
+@app.command("configs")
+@reports_errors
+def list_configs() -> None:
+    """List the bundled configs that --config takes by name, with what each one is for."""
+    from mnist_jax.config import format_bundled_configs
+
+    for line in format_bundled_configs():
+        typer.echo(line)
 
 
 # --- data: where MNIST is, fetching it, other formats

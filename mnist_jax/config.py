@@ -3,6 +3,9 @@
 A `Config` is frozen and validated when it is built, so every later stage can trust it. TOML
 files in `configs/` hold only what differs from the defaults below; the CLI's flags win over
 the file. The resolved config is saved with every checkpoint and summary.
+
+The files in `configs/` ship inside the package too (as `mnist_jax/configs/`), so an installed
+copy takes them by name: `--config seed-lbfgs-100`. A path that exists always wins over a name.
 """
 
 from __future__ import annotations
@@ -11,12 +14,11 @@ import dataclasses
 import difflib
 import json
 import math
+import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, Union
-
-import tomllib
 
 from mnist_jax.errors import ConfigError
 
@@ -137,7 +139,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     """Resolve a config: defaults, then the TOML file at `path`, then `overrides` (flags).
 
     Args:
-        path: a TOML file holding only what differs from the defaults, or None.
+        path: a TOML file holding only what differs from the defaults, the name of a bundled
+            config (see `bundled_configs`), or None.
         overrides: values from the command line; keys whose value is None are ignored.
 
     Returns:
@@ -148,9 +151,62 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     """
     values: dict[str, Any] = {}
     if path is not None:
-        values.update(read_toml(Path(path)))
+        values.update(read_toml(resolve_config_path(path)))
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return from_dict(values)
+
+
+def bundled_configs_dir() -> Path:
+    """Return the folder of the bundled TOML configs.
+
+    An installed wheel holds them in `mnist_jax/configs/`; a checkout (or an editable install)
+    keeps them in the top-level `configs/` beside the package.
+    """
+    installed = Path(__file__).parent / "configs"
+    return installed if installed.is_dir() else Path(__file__).parents[1] / "configs"
+
+
+def bundled_configs() -> dict[str, str]:
+    """Return the bundled configs, name -> description (the file's first comment line).
+
+    Returns:
+        A dict sorted by name; the name is the file's stem, taken by `--config NAME`.
+    """
+    found = {}
+    for path in sorted(bundled_configs_dir().glob("*.toml")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        comments = (line.lstrip("#").strip() for line in lines if line.startswith("#"))
+        found[path.stem] = next(comments, "")
+    return found
+
+
+def format_bundled_configs() -> list[str]:
+    """Return one line per bundled config: the name, padded, then its description."""
+    found = bundled_configs()
+    width = max(map(len, found), default=0)
+    return [f"{name:<{width}}  {about}".rstrip() for name, about in found.items()]
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """Turn `--config`'s value into a file: a path that exists wins, else a bundled name.
+
+    Args:
+        path: a TOML file's path, or a bundled config's name without ".toml".
+
+    Returns:
+        The path of the TOML file to read.
+
+    Raises:
+        ConfigError: neither a file nor a bundled name; the line lists the bundled names.
+    """
+    path = Path(path)
+    if path.exists():
+        return path
+    names = bundled_configs()
+    if path.name in names and path.name == str(path):
+        return bundled_configs_dir() / f"{path.name}.toml"
+    hint = f"; for the bundled one use --config {path.stem}" if path.stem in names else ""
+    raise ConfigError(f"config file not found: {path} (bundled configs: {', '.join(names)}){hint}")
 
 
 def read_toml(path: Path) -> dict[str, Any]:

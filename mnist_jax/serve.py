@@ -345,7 +345,7 @@ class Server:
         """Receive one request and answer it; return whether the connection stays open."""
         try:  # idle until the first byte of a request, for at most `timeout` seconds
             first = await asyncio.wait_for(reader.readexactly(1), self.timeout)
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             return False  # an idle connection timed out or closed: nothing to report
         state.busy = True
         start = time.perf_counter()
@@ -353,7 +353,7 @@ class Server:
         try:
             try:
                 request = await asyncio.wait_for(self._receive(reader, first), self.timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.log(f"{client} sent no whole request in {self.timeout:g} s; closed")
                 late = {"error": f"the request did not arrive within {self.timeout:g} s"}
                 writer.write(json_response(HTTPStatus.REQUEST_TIMEOUT, late, close=True))
@@ -374,7 +374,7 @@ class Server:
             writer.write(data)
             try:
                 await asyncio.wait_for(writer.drain(), self.timeout)
-            except (asyncio.TimeoutError, ConnectionError):
+            except (TimeoutError, ConnectionError):
                 note = " (the client did not take the answer)"
                 keep_alive = False
             else:

@@ -101,3 +101,25 @@ def test_data_info_reports_checksums(full_mnist):
     report = json.loads(result.stdout)
     assert report["using"] == str(full_mnist)
     assert all(f["sha256_ok"] for f in report["files"].values())
+
+
+@pytest.mark.parametrize(
+    ("words", "cword", "expected"),
+    [
+        ("mnist-jax tr", 1, {"train"}),
+        ("mnist-jax train --optimizer ", 3, {"sgd", "momentum", "nesterov", "lbfgs"}),
+        ("mnist-jax data ", 2, {"info", "fetch", "import", "export"}),
+    ],
+)
+def test_shell_completion_offers_commands_and_choices(words, cword, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "_MNIST_JAX_COMPLETE": "complete_bash", "COMP_WORDS": words}
+    env["COMP_CWORD"] = str(cword)
+    done = subprocess.run(
+        [sys.executable, "-m", "mnist_jax"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert set(done.stdout.split()) == expected

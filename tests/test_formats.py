@@ -347,3 +347,49 @@ def test_export_command_bad_format_is_one_error_line(tmp_path):
     assert "'xlsx' is not one of 'kaggle-csv', 'onehot-csv', 'mat'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------------------- --data PATH
+
+
+def test_data_path_format_is_told_from_the_file(format_files, tmp_path):
+    expected = {"kaggle-csv": "kaggle-csv", "onehot-csv": "onehot-csv", "mat": "mat"}
+    for key, fmt in expected.items():
+        if key in format_files:
+            assert data.detect_format(format_files[key])[0] == fmt
+    idx_folder = tmp_path / "idx"
+    convert.write_idx_folder(idx_folder, small_dataset(), "kaggle-csv", "test")
+    assert data.detect_format(idx_folder)[0] == "idx"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.mkdir() or p, "cannot tell the data format"),
+        (lambda p: (p.write_text("1,2,3\n4,5,6\n"), p)[1], "cannot tell the data format"),
+        (lambda p: p, "data file not found"),
+    ],
+    ids=["empty folder", "headerless csv", "missing"],
+)
+def test_a_data_path_whose_format_cannot_be_told_is_one_error_line(tmp_path, make, message):
+    path = make(tmp_path / "thing")
+    result = run_cli(["train", "--data", str(path), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert message in result.stderr and str(path) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_seed_kaggle_config_trains_on_a_kaggle_csv_given_with_data(tmp_path):
+    csv = tmp_path / "train.csv"
+    formats.write_kaggle_csv(csv, SAMPLE.train_images[:1400], SAMPLE.train_labels[:1400])
+    result = run_cli(
+        [
+            "train", "-c", "configs/seed-kaggle-10.toml", "--data", str(csv), "--epochs", "20",
+            "--out", str(tmp_path / "run"), "--json",
+        ]
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["dataset"] == "kaggle-csv"
+    assert summary["config"]["data_path"] == str(csv)
+    assert summary["epochs"] == 20

@@ -22,11 +22,10 @@ def test_smoke_run_learns_and_writes_its_files(smoke_run):
     config = load_config(SMOKE)
     assert summary["dataset"] == "mnist-sample"
     assert summary["epochs"] == config.epochs
-    # Seeds 0-4 reach test accuracy 0.926-0.935 and train loss 0.145-0.169 with the Nesterov
-    # and cosine recipe, 0.903-0.908 and 0.317-0.334 with plain SGD (momentum 0, constant
-    # rate); the floors hold for both recipes, several seed-to-seed spreads below the worst.
-    assert summary["test_accuracy"] >= 0.89
-    assert summary["train_loss"] < 0.36
+    # Seeds 0-4 reach test accuracy 0.912-0.921 and train loss 0.237-0.257 (plain SGD, cosine
+    # from 0.5); the floors sit about five seed-to-seed standard deviations below the worst.
+    assert summary["test_accuracy"] >= 0.90
+    assert summary["train_loss"] < 0.29
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(1, config.epochs + 1))
     assert records[-1]["train_loss"] < records[0]["train_loss"]
