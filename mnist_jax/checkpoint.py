@@ -22,7 +22,7 @@ import numpy as np
 from mnist_jax.config import Config, config_from_json
 from mnist_jax.errors import CheckpointError, ConfigError, MnistJaxError
 from mnist_jax.files import atomic_write_bytes
-from mnist_jax.limits import check_claim, size_text
+from mnist_jax.limits import check_claim, npy_header, size_text
 
 FORMAT_VERSION = 1
 FILE_NAME = "checkpoint.npz"
@@ -150,13 +150,7 @@ def check_members(path: Path) -> None:
 def _npy_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
     """Return the bytes a zip member's .npy header declares, header included."""
     with archive.open(info) as member:
-        version = np.lib.format.read_magic(member)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
-        else:
-            raise ValueError(f"member {info.filename}: unsupported .npy version {version}")
+        shape, dtype = npy_header(member)
         header = member.tell()
     return header + math.prod(shape) * dtype.itemsize
 

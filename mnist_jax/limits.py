@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
 
 from mnist_jax.errors import DataError
 
@@ -88,3 +91,20 @@ def file_size(path: Path) -> int:
         raise DataError(f"{path}: file not found") from None
     except OSError as e:
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
+def npy_header(stream: BinaryIO) -> tuple[tuple[int, ...], np.dtype]:
+    """Read a .npy header (format 1.0 or 2.0) from `stream`: (shape, dtype); the stream is
+    left at the first data byte.
+
+    Raises:
+        ValueError: not a .npy header, or another version.
+    """
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    else:
+        raise ValueError(f"unsupported .npy version {version}")
+    return shape, dtype

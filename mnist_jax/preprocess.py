@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_jax.errors import DataError
-from mnist_jax.limits import check_claim, file_size
+from mnist_jax.limits import check_claim, file_size, npy_header
 
 BOX = 20  # the digit's bounding box is scaled to fit BOX x BOX
 FRAME = 28  # inside a FRAME x FRAME image
@@ -156,13 +156,7 @@ def check_npy_header(path: Path) -> None:
     size = file_size(path)
     try:
         with path.open("rb") as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f"unsupported .npy version {version}")
+            shape, dtype = npy_header(f)
             offset = f.tell()
     except (OSError, ValueError, SyntaxError) as e:
         raise DataError(f"{path}: not a readable .npy array ({e})") from None
