@@ -19,7 +19,7 @@ from typing import BinaryIO, NamedTuple
 import numpy as np
 
 from mnist_jax.errors import DataError
-from mnist_jax.limits import check_claim, file_size, limit
+from mnist_jax.limits import ENV_LIMIT, check_claim, file_size, limit, size_text
 
 # IDX element types: code -> NumPy dtype. MNIST uses only 0x08 (unsigned byte).
 _IDX_TYPES = {0x08: np.dtype(np.uint8)}
@@ -207,7 +207,10 @@ def read_bytes(path: Path, *, max_bytes: int | None = None) -> bytes:
             check_claim(path, size, f"holds {size} bytes", cap)
         raw = _read_exactly(stream, cap + 1, path)
     if len(raw) > cap:
-        check_claim(path, len(raw), "inflates to more than the limit", cap)
+        raise DataError(
+            f"{path}: inflates past {size_text(cap)}, the most this file may take here "
+            f"(a share of the available memory, or ${ENV_LIMIT})"
+        )
     return raw
 
 
