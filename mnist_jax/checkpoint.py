@@ -151,6 +151,8 @@ def _npy_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
     """Return the bytes a zip member's .npy header declares, header included."""
     with archive.open(info) as member:
         shape, dtype = npy_header(member)
+        if dtype.hasobject:  # a pickle: never read
+            raise ValueError(f"member {info.filename} holds Python objects")
         header = member.tell()
     return header + math.prod(shape) * dtype.itemsize
 
