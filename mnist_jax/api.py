@@ -20,11 +20,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from mnist_jax import checkpoint, data, evaluation, loop, model
+from mnist_jax import checkpoint, data, evaluation, loop, memory, model
 from mnist_jax.config import Config
 from mnist_jax.data import Splits
 from mnist_jax.rundir import RunFolder, restore_state
-from mnist_jax.trainer import Placement, Trainer, build, precision
+from mnist_jax.trainer import Placement, Trainer, build, first_device, precision
 
 Log = Callable[[str], None]
 
@@ -103,7 +103,10 @@ def train(
         The Result: final params, optimiser state, per-epoch history and final metrics.
     """
     with precision(config):
-        trainer = build(config, data.load(config, log) if splits is None else splits, placement)
+        splits = data.load(config, log) if splits is None else splits
+        # Before any device array exists: a run that cannot fit ends here, in one line.
+        memory.check_run(config, splits, first_device(placement or jax.devices()[0]))
+        trainer = build(config, splits, placement)
         state = trainer.init_state()
         if resume is not None:
             state = restore_state(resume, state, trainer.placement)
@@ -150,7 +153,9 @@ def evaluate(
     if data_path is not None:
         config = config.replace(data_path=data_path, dataset="auto")
     with precision(config):
-        trainer: Trainer = build(config, data.load(config, log))
+        splits = data.load(config, log)
+        memory.check_run(config, splits, jax.devices()[0])
+        trainer: Trainer = build(config, splits)
         return evaluation.evaluate(trainer, trainer.put(model_or_path.params), split)
 
 

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax import data, optim
+from mnist_jax import data, memory, optim
 from mnist_jax.config import Config, from_dict
 from mnist_jax.data import Split, Splits
 from mnist_jax.errors import ConfigError
@@ -373,6 +373,7 @@ def run_workload(
     batch = images if config.full_batch else config.batch_size
     sizes = (784, *workload.hidden, 10)
     cost = workload_cost(sizes, batch, steps, config.full_batch)
+    memory.check(memory.plan(config, {"train": images, "validation": 0, "test": 0}, device))
     log(f"{workload.name}: {workload.description}; {images:,} images, {steps} steps")
     if workload.name == "sweep":
         rows = sweep_rows(config, x, y, options, device)

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from mnist_jax.config import Config, config_from_json
-from mnist_jax.errors import CheckpointError, ConfigError
+from mnist_jax.errors import CheckpointError, ConfigError, MnistJaxError
 from mnist_jax.files import atomic_write_bytes
+from mnist_jax.limits import check_claim, npy_header, size_text
 
 FORMAT_VERSION = 1
 FILE_NAME = "checkpoint.npz"
@@ -72,6 +75,7 @@ def load(path: str | Path) -> Checkpoint:
     path = resolve(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
+    check_members(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
@@ -111,6 +115,49 @@ def load(path: str | Path) -> Checkpoint:
 
 
 MNIST_INPUT, MNIST_CLASSES = 784, 10  # what a config that leaves the sizes to the data assumes
+
+
+def check_members(path: Path) -> None:
+    """Check what a checkpoint's zip directory and array headers declare before reading them.
+
+    Each member's declared size must match its `.npy` header (shape x item size), and their
+    sum must fit the memory limit; reading a member then stops at its declared size, so a
+    member that inflates further cannot grow past it.
+
+    Raises:
+        CheckpointError: an unreadable zip, a member whose header disagrees with its size, or
+            a total beyond the limit; one line naming the file and the figures.
+    """
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                declared = _npy_bytes(archive, info)
+                if declared != info.file_size:
+                    raise CheckpointError(
+                        f"{path}: member {info.filename} declares {size_text(info.file_size)} "
+                        f"in the zip directory but its array header says {size_text(declared)}"
+                    )
+                total += info.file_size
+    except (
+        OSError, ValueError, SyntaxError, zipfile.BadZipFile, EOFError, zlib.error,
+        NotImplementedError, RuntimeError,  # an unknown compression method; encryption
+    ) as e:  # fmt: skip
+        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
+    try:
+        check_claim(path, total, "checkpoint's arrays declare")
+    except MnistJaxError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def _npy_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
+    """Return the bytes a zip member's .npy header declares, header included."""
+    with archive.open(info) as member:
+        shape, dtype = npy_header(member)
+        if dtype.hasobject:  # a pickle: never read
+            raise ValueError(f"member {info.filename} holds Python objects")
+        header = member.tell()
+    return header + math.prod(shape) * dtype.itemsize
 
 
 def layer_sizes(config: Config) -> tuple[int, ...]:

@@ -209,11 +209,20 @@ def resolve_config_path(path: str | Path) -> Path:
     raise ConfigError(f"config file not found: {path} (bundled configs: {', '.join(names)}){hint}")
 
 
+MAX_TOML_BYTES = 1 << 20
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     """Read a config file into a dict; the file's problems become one ConfigError line."""
     try:
         with path.open("rb") as f:
-            return tomllib.load(f)
+            # A config is a few hundred bytes; one byte past the cap means it is something else.
+            text = f.read(MAX_TOML_BYTES + 1)
+        if len(text) > MAX_TOML_BYTES:
+            raise ConfigError(
+                f"config file {path} is larger than {MAX_TOML_BYTES:,} bytes; is it a config?"
+            )
+        return tomllib.loads(text.decode())
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except IsADirectoryError:

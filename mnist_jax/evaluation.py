@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from mnist_jax import checkpoint, data, report
+from mnist_jax import checkpoint, data, memory, report
 from mnist_jax.config import Config
 from mnist_jax.inference import make_classify
 from mnist_jax.trainer import EvalBatches, Trainer, build, precision
@@ -113,7 +113,9 @@ def evaluate_checkpoint(
     ckpt = checkpoint.load(path)
     config = run_config(ckpt, data_dir, data_path)
     with precision(config):
-        trainer = build(config, data.load(config, log))
+        splits = data.load(config, log)
+        memory.check_run(config, splits, jax.devices()[0])
+        trainer = build(config, splits)
         result = evaluate(trainer, trainer.put(ckpt.params), split)
     return (
         dataclasses.replace(result, checkpoint=str(checkpoint.resolve(path)), epoch=ckpt.epoch),

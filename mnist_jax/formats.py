@@ -28,6 +28,8 @@ import numpy as np
 from mnist_jax.errors import ConfigError, DataError, MnistJaxError
 from mnist_jax.files import atomic_write_bytes
 from mnist_jax.idx import read_bytes
+from mnist_jax.limits import limit
+from mnist_jax.matfile import check_mat
 from mnist_jax.mnist import Dataset
 
 FORMATS = ("kaggle-csv", "onehot-csv", "mat")
@@ -42,6 +44,10 @@ ONEHOT_FILES = {
 MAT_TRAIN = 60_000  # mnist-original.mat: the first 60,000 of its 70,000 images train
 MAT_INSTALL = "pip install 'mnist-jax[mat]'"
 _COMMA, _NEWLINE = ord(","), ord("\n")
+# Peak memory while parsing, as a multiple of the file's bytes: a CSV cell of 2 bytes becomes
+# a float64 and its rounded copy; a .mat's uint8 pixels become float64 and their checks.
+CSV_EXPANSION = 12
+MAT_EXPANSION = 20
 
 
 # ----------------------------------------------------------------------------- dispatch
@@ -157,10 +163,11 @@ def encode_csv(table: np.ndarray, header: bytes | None = None) -> bytes:
     return body if header is None else header + b"\n" + body
 
 
-def _read(path: Path, hint: str = "") -> bytes:
+def _read(path: Path, hint: str = "", expansion: int = CSV_EXPANSION) -> bytes:
+    """Read a data file (gzip or raw), capped so that parsing it fits in memory."""
     if not path.exists():
         raise DataError(f"{path}: file not found{hint}")
-    raw = read_bytes(path)
+    raw = read_bytes(path, max_bytes=limit() // expansion)
     if not raw.strip():
         raise DataError(f"{path}: empty file")
     return raw
@@ -290,6 +297,7 @@ def _scipy_io():
 def parse_mat(raw: bytes, name: str) -> Dataset:
     """Parse the bytes of mnist-original.mat (see the module docstring) into a Dataset."""
     sio = _scipy_io()
+    check_mat(raw, name, limit() // MAT_EXPANSION)
     try:
         # loadmat never unpickles or runs code; read only the named numeric variables.
         contents = sio.loadmat(
@@ -341,7 +349,7 @@ def _mat_train_count(value: object, count: int, name: str) -> int:
 def read_mat(path: Path) -> Dataset:
     """Read mnist-original.mat (needs the `mat` extra: SciPy)."""
     _scipy_io()  # say what to install before reading a large file
-    return parse_mat(_read(path), str(path))
+    return parse_mat(_read(path, expansion=MAT_EXPANSION), str(path))
 
 
 def encode_mat(dataset: Dataset) -> bytes:

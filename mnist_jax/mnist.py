@@ -11,7 +11,6 @@ Checksums are taken over the *uncompressed* bytes, so any mirror's gzip wrapping
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import http.client
 import json
 import os
@@ -25,7 +24,7 @@ import numpy as np
 
 from mnist_jax.errors import DataError
 from mnist_jax.files import atomic_write_bytes, cache_dir
-from mnist_jax.idx import file_name, find_file, parse_idx, read_bytes, sha256
+from mnist_jax.idx import file_name, find_file, gunzip_sha256, read_idx
 
 SPLITS = ("train", "t10k")
 KINDS = ("images", "labels")
@@ -46,6 +45,9 @@ SAMPLE_DIR = Path(__file__).parent / "sample"
 SAMPLE_SIZES = {"train": 10_000, "t10k": 2_000}
 DOWNLOAD_TIMEOUT_S = 30.0
 OTHER_DATA_HINT = "to train on another IDX dataset (Fashion-MNIST, KMNIST, your own) use --data"
+
+
+MAX_FILE_BYTES = 16 + 60_000 * 28 * 28  # the largest of the four files, uncompressed
 FULL_HINT = "run `mnist-jax data fetch` or set MNIST_JAX_DATA to get the full 60,000/10,000 set"
 
 
@@ -88,26 +90,25 @@ def read_split(folder: Path, split: str, checksums: dict[str, str] | None) -> tu
     it (bad magic, wrong size, mismatched counts, labels out of range) rather than only by a
     checksum that differs.
     """
-    paths, raws, arrays = [], [], []
+    paths, digests, arrays = [], [], []
     for kind in KINDS:
         name = file_name(split, kind)
         path = find_file(folder, name)
         if path is None:
             raise DataError(f"{folder}: missing {name}(.gz)")
-        raw = read_bytes(path)
-        arrays.append(parse_idx(raw, str(path)))
+        array, digest = read_idx(path, digest=checksums is not None)
+        arrays.append(array)
         paths.append(path)
-        raws.append(raw)
+        digests.append(digest)
     check_images_labels(arrays[0], arrays[1], str(folder / split))
     if checksums is not None:
-        for kind, path, raw in zip(KINDS, paths, raws):
-            verify_checksum(path, raw, checksums[file_name(split, kind)])
+        for kind, path, digest in zip(KINDS, paths, digests):
+            verify_checksum(path, digest, checksums[file_name(split, kind)])
     return arrays[0], arrays[1]
 
 
-def verify_checksum(path: Path, raw: bytes, expected: str) -> None:
-    """Check the sha256 of a file's uncompressed bytes, naming the file, expected and actual."""
-    actual = sha256(raw)
+def verify_checksum(path: Path, actual: str, expected: str) -> None:
+    """Check the sha256 of a file's uncompressed bytes (`actual`, hex) against `expected`."""
     if actual != expected:
         raise DataError(
             f"{path}: checksum mismatch: sha256 of the uncompressed bytes is {actual}, "
@@ -235,7 +236,8 @@ def fetch(
             url = f"{mirror}{name}.gz"
             try:
                 raw = _download(url, timeout, log)
-                actual = sha256(gzip.decompress(raw))
+                # Inflated as a stream, capped: a mirror cannot make it allocate without bound.
+                actual = gunzip_sha256(raw, MAX_FILE_BYTES, url)
                 if actual != expected:
                     raise DataError(f"checksum mismatch: expected {expected}, got {actual}")
                 atomic_write_bytes(folder / f"{name}.gz", raw)
@@ -258,6 +260,8 @@ def _download(url: str, timeout: float, log: Callable[[str], None]) -> bytes:
         while chunk := response.read(1 << 16):
             chunks.append(chunk)
             done += len(chunk)
+            if done > MAX_FILE_BYTES:  # gzip never makes MNIST larger than it is
+                raise DataError(f"download larger than any MNIST file ({done} bytes so far)")
             if total and sys.stderr.isatty():
                 filled = 30 * done // total
                 sys.stderr.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {done / total:4.0%}")
@@ -321,7 +325,7 @@ def describe(data_dir: str | Path | None = None) -> dict:
     for name, expected in (MNIST_SHA256 if manifest is None else manifest["sha256"]).items():
         path = find_file(Path(report["using"]), name)
         try:
-            ok = sha256(read_bytes(path)) == expected
+            ok = read_idx(path, digest=True).sha256 == expected
         except DataError:
             ok = False
         report["files"][name] = {"path": str(path), "sha256_ok": ok}

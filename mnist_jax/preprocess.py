@@ -12,18 +12,26 @@ NumPy; PNG and JPEG need Pillow (`pip install 'mnist-jax[images]'`).
 
 from __future__ import annotations
 
+import math
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from mnist_jax.errors import DataError
+from mnist_jax.limits import check_claim, file_size, npy_header
 
 BOX = 20  # the digit's bounding box is scaled to fit BOX x BOX
 FRAME = 28  # inside a FRAME x FRAME image
 INK = 0.1  # a pixel is part of the digit above this fraction of the full contrast
 MIN_CONTRAST = 0.05  # below this the image is blank
 PILLOW_HINT = "pip install 'mnist-jax[images]'"
+# The largest picture read (a 6000 x 4000 photo is 24 million): every pixel becomes a few
+# float64 copies while the digit is found, so the pixels, not the file, bound the memory.
+MAX_PIXELS = 25_000_000
+BYTES_PER_PIXEL = 64  # Pillow's RGBA and gray copies plus `to_mnist`'s float64 arrays
+PGM_SAMPLE_TEXT = 16  # a plain PGM sample takes at most this many characters with its spacing
 
 
 # ----------------------------------------------------------------------------- readers
@@ -40,11 +48,16 @@ def read_images(path: str | Path) -> list[tuple[str, np.ndarray]]:
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(8)
     except OSError as e:
         raise DataError(f"cannot read {path}: {e.strerror or e}") from None
     if raw[:2] in (b"P2", b"P5"):
-        return [(str(path), parse_pgm(raw, str(path)))]
+        # A PGM's header gives its size: at most MAX_PIXELS samples of at most 2 bytes (P5)
+        # or PGM_SAMPLE_TEXT characters (P2), so a longer file is refused before reading.
+        size = file_size(path)
+        check_claim(path, size, f"holds {size} bytes of PGM", MAX_PIXELS * PGM_SAMPLE_TEXT)
+        return [(str(path), parse_pgm(path.read_bytes(), str(path)))]
     if raw[:6] == b"\x93NUMPY":
         return read_npy(path)
     if raw[:8] == b"\x89PNG\r\n\x1a\n" or raw[:3] == b"\xff\xd8\xff":
@@ -72,6 +85,7 @@ def parse_pgm(raw: bytes, where: str = "<bytes>") -> np.ndarray:
     width, height, maxval = fields
     if width < 1 or height < 1 or not 1 <= maxval <= 65535:
         raise DataError(f"{where}: PGM header has invalid size {width}x{height} or maxval {maxval}")
+    check_pixels(where, width, height, "PGM")
     if pos >= len(raw) or raw[pos : pos + 1] not in (b" ", b"\t", b"\n", b"\r", b"\v", b"\f"):
         raise DataError(f"{where}: PGM header must end with one whitespace character")
     body = raw[pos + 1 :]
@@ -85,6 +99,11 @@ def parse_pgm(raw: bytes, where: str = "<bytes>") -> np.ndarray:
             )
         values = np.frombuffer(body, dtype).astype(np.int64)
     else:
+        if len(body) > count * PGM_SAMPLE_TEXT:  # checked before splitting it into samples
+            raise DataError(
+                f"{where}: PGM header says {width}x{height} but the raster holds {len(body)} "
+                f"bytes of text, more than {count} samples take"
+            )
         parts = body.split()
         if len(parts) != count or not all(p.isdigit() for p in parts):
             raise DataError(f"{where}: PGM raster must be exactly {count} decimal samples")
@@ -98,8 +117,10 @@ def read_npy(path: Path) -> list[tuple[str, np.ndarray]]:
     """Read a .npy of shape (28, 28), (N, 28, 28) or (N, 784) into N images in [0, 1].
 
     Integer arrays are read as 0..255; float arrays as 0..1 when they stay within it,
-    else as 0..255.
+    else as 0..255. The header's shape is checked against the file's size and the memory
+    limit before the array is read.
     """
+    check_npy_header(path)
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -125,6 +146,43 @@ def read_npy(path: Path) -> list[tuple[str, np.ndarray]]:
     return [(f"{path}[{i}]", image) for i, image in enumerate(values)]
 
 
+def check_npy_header(path: Path) -> None:
+    """Check a .npy header's claim (shape x item size) against its file and the memory limit.
+
+    Raises:
+        DataError: an unreadable header, a file longer or shorter than the header says, or
+            a claim (with the float64 copy the images become) beyond the limit.
+    """
+    size = file_size(path)
+    try:
+        with path.open("rb") as f:
+            shape, dtype = npy_header(f)
+            offset = f.tell()
+    except (OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{path}: not a readable .npy array ({e})") from None
+    count = math.prod(shape)
+    if dtype.hasobject:
+        raise DataError(f"{path}: .npy array of Python objects; expected integers or floats")
+    if count * dtype.itemsize != size - offset:
+        raise DataError(
+            f"{path}: .npy header says {shape} of {dtype} ({count * dtype.itemsize} bytes) but "
+            f"the file holds {size - offset} bytes of data"
+        )
+    check_claim(path, count * (dtype.itemsize + 8), f".npy header says {shape} of {dtype}")
+
+
+def check_pixels(path: Path | str, width: int, height: int, kind: str) -> None:
+    """Refuse a picture larger than MAX_PIXELS, or than the memory limit allows, before
+    decoding it."""
+    pixels = width * height
+    if pixels > MAX_PIXELS:
+        raise DataError(
+            f"{path}: {kind} header says {width}x{height} ({pixels:,} pixels), more than the "
+            f"{MAX_PIXELS:,} read; scale the picture down"
+        )
+    check_claim(path, pixels * BYTES_PER_PIXEL, f"{kind} header says {width}x{height}")
+
+
 def read_with_pillow(path: Path) -> np.ndarray:
     """Read a PNG or JPEG with Pillow into (H, W) float64 in [0, 1], over white if transparent."""
     try:
@@ -134,7 +192,17 @@ def read_with_pillow(path: Path) -> np.ndarray:
             f"reading {path.suffix or 'PNG/JPEG'} files needs Pillow: {PILLOW_HINT}"
         ) from None
     try:
-        with Image.open(path) as opened:
+        with warnings.catch_warnings():
+            # Pillow's own guard warns between 89 and 179 million pixels: make it an error.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(path)  # reads the header only
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path}: image header claims too many pixels ({e})") from None
+    except (OSError, ValueError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"{path}: not a readable image ({e})") from None
+    try:
+        with opened:
+            check_pixels(path, *opened.size, opened.format or "image")
             image = ImageOps.exif_transpose(opened)  # phone photos carry their rotation
             image = image.convert("RGBA")
             white = Image.new("RGBA", image.size, (255, 255, 255, 255))

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mnist_jax import checkpoint, owndata, rundir, runtime
+from mnist_jax import checkpoint, memory, owndata, rundir, runtime
 from mnist_jax.config import Config, load_config
 from mnist_jax.console import note
 from mnist_jax.errors import ConfigError, Interrupted, MnistJaxError
@@ -91,6 +91,14 @@ def train_command(
             )  # fmt: skip
     except Interrupted as e:
         raise Interrupted(f"{e}; {rundir.how_to_continue(out)}") from None
+    except (MemoryError, RuntimeError) as e:  # XLA's JaxRuntimeError is a RuntimeError
+        if not memory.is_out_of_memory(e):
+            raise
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise MnistJaxError(
+            f"out of memory while training ({first}); reduce --hidden or --batch-size; "
+            f"{rundir.how_to_continue(out)}"
+        ) from None
     except OSError as e:
         # Reading inputs already turned its OSErrors into DataError; what is left is writing.
         raise MnistJaxError(
@@ -177,6 +185,7 @@ class Plan:
     steps_per_epoch: int
     device: str
     out: str
+    memory: memory.MemoryPlan
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -188,6 +197,7 @@ class Plan:
             "steps_per_epoch": self.steps_per_epoch,
             "device": self.device,
             "out": self.out,
+            "memory": self.memory.to_dict(),
         }
 
     def lines(self) -> list[str]:
@@ -200,6 +210,7 @@ class Plan:
             f"training   {c.optimizer}, {c.epochs} epochs x {self.steps_per_epoch} steps, "
             f"batch {c.batch_size}, lr {c.lr}, {c.schedule} schedule",
             f"device     {self.device}",
+            *self.memory.lines(),
             f"output     {self.out}",
         ]
 
@@ -207,12 +218,14 @@ class Plan:
 def plan(config: Config, out: Path, device: Any) -> Plan:
     """Read the config's data (on the host only) and say what a run would do."""
     from mnist_jax import data, optim
+    from mnist_jax.trainer import first_device
 
     splits = data.load(config, log)
     config = owndata.fit_config(config, splits.image_shape, splits.num_classes, splits.name)
     sizes = {name: len(getattr(splits, name).x) for name in ("train", "validation", "test")}
     steps = optim.steps_per_epoch(config, sizes["train"])
-    return Plan(config, splits.name, sizes, steps, str(device), str(out))
+    estimate = memory.plan(config, sizes, first_device(device))
+    return Plan(config, splits.name, sizes, steps, str(device), str(out), estimate)
 
 
 @contextlib.contextmanager

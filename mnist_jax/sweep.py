@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mnist_jax import data, optim, step
+from mnist_jax import data, memory, optim, step
 from mnist_jax.config import Config
 from mnist_jax.data import Splits
 from mnist_jax.errors import ConfigError
@@ -107,7 +107,9 @@ def run_sweep(
 
 
 def _run_sweep(config, models, placement, log) -> list[dict[str, Any]]:
-    trainer = sweep_trainer(config, data.load(config, log), placement)
+    splits = data.load(config, log)
+    memory.check_run(config, splits, placement or jax.devices()[0], models=len(models))
+    trainer = sweep_trainer(config, splits, placement)
     params, opt_state = init_models(trainer, [s for s, _ in models])
     lrs = trainer.put(np.asarray([lr for _, lr in models], step.dtype_of(config)))
     epoch = make_sweep_epoch(trainer)

@@ -157,14 +157,14 @@ def test_an_unreadable_file_is_named_simulated(tmp_path, monkeypatch):
     # the test below checks the real permission bits where they take effect.
     folder = write_mnist_folder(tmp_path / "data")
     locked = folder / f"{TRAIN_IMAGES}.gz"
-    real_read_bytes = Path.read_bytes
+    real_open = Path.open
 
-    def read_bytes(self):
+    def open_(self, *args, **kwargs):
         if self == locked:
             raise PermissionError(errno.EACCES, "Permission denied", str(self))
-        return real_read_bytes(self)
+        return real_open(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(Path, "open", open_)
     result = runner.invoke(app, train_args(folder, tmp_path / "run"))
     assert_one_error_line(result, str(locked), "permission denied")
 

@@ -1,0 +1,290 @@
+"""Bounded resources: hostile files and oversized runs end in one line, in bounded memory.
+
+Each hostile file is built here, small on disk (a gzip or zlib stream of zeros written in
+chunks), and given to the real CLI in a child process whose peak memory is read with
+`os.wait4`; the child must exit 2 with one `error:` line and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_jax import checkpoint, config, memory
+from mnist_jax.config import from_dict
+from tests.conftest import SMOKE, run_cli
+
+SAMPLE = Path(__file__).resolve().parents[1] / "mnist_jax" / "sample"
+MB = 1 << 20
+CHILD_TIMEOUT_S = 120
+
+
+def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, int]:
+    """Run `python -m mnist_jax ARGS`; return (exit code, stderr, peak RSS in bytes)."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mnist_jax", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})},
+    )
+    killer = threading.Timer(CHILD_TIMEOUT_S, child.kill)
+    killer.start()
+    try:
+        stderr = child.stderr.read().decode()
+        _, status, usage = os.wait4(child.pid, 0)
+    finally:
+        killer.cancel()
+        child.stderr.close()
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return child.returncode, stderr, usage.ru_maxrss * 1024  # kB on Linux
+
+
+def assert_one_line(code: int, stderr: str, *needles: str) -> str:
+    """Exit 2, no traceback, and one `error:` line holding every needle."""
+    assert code == 2, stderr[-2000:]
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr[-2000:]
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+def zeros_gzip(path: Path, head: bytes, zeros: int) -> None:
+    """Write gzip of `head` then `zeros` zero bytes, streamed through zlib 1 MiB at a time."""
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: a gzip wrapper
+    block = bytes(MB)
+    with path.open("wb") as f:
+        f.write(squeeze.compress(head))
+        for _ in range(zeros // MB):
+            f.write(squeeze.compress(block))
+        f.write(squeeze.flush())
+
+
+def idx_head(*shape: int) -> bytes:
+    return bytes([0, 0, 8, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+
+
+def mnist_folder(tmp_path: Path, images: bytes | None = None, zeros: int = 0) -> Path:
+    """The bundled sample's four files, the training images replaced by a hostile gzip."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for source in SAMPLE.iterdir():
+        (folder / source.name).write_bytes(source.read_bytes())
+    zeros_gzip(folder / "train-images-idx3-ubyte.gz", images, zeros)
+    return folder
+
+
+def test_a_gzip_inflating_far_past_its_honest_header_stops_at_the_header(tmp_path):
+    # 60,000 images honestly declared (47 MB), then 1 GiB of zeros: a few MB on disk.
+    folder = mnist_folder(tmp_path, idx_head(60_000, 28, 28), 1024 * MB)
+    assert (folder / "train-images-idx3-ubyte.gz").stat().st_size < 3 * MB
+    code, err, peak = run_child(["train", "--data-dir", str(folder), "--out", str(tmp_path / "r")])
+    assert_one_line(code, err, "train-images-idx3-ubyte.gz", "(60000, 28, 28)", "more bytes")
+    assert peak < 600 * MB  # the interpreter and NumPy, plus the 47 MB the header claims
+
+
+def test_an_idx_header_claiming_billions_of_images_is_refused_before_allocating(tmp_path):
+    folder = mnist_folder(tmp_path, idx_head(4_000_000_000, 28, 28), 0)
+    code, err, peak = run_child(["train", "--data-dir", str(folder), "--out", str(tmp_path / "r")])
+    assert_one_line(code, err, "(4000000000, 28, 28)", "more than this machine can hold")
+    assert peak < 500 * MB
+
+
+def test_a_raw_idx_file_longer_than_its_header_names_both_sizes(tmp_path):
+    folder = mnist_folder(tmp_path, idx_head(60_000, 28, 28), 0)
+    raw = folder / "train-images-idx3-ubyte"
+    (folder / "train-images-idx3-ubyte.gz").unlink()
+    raw.write_bytes(idx_head(2, 28, 28) + bytes(3 * 784))
+    code, err, _ = run_child(["train", "--data-dir", str(folder), "--out", str(tmp_path / "r")])
+    assert_one_line(code, err, str(raw), "header says (2, 28, 28) (1584 bytes)", "2368 bytes")
+
+
+@pytest.fixture
+def small_checkpoint(tmp_path) -> Path:
+    cfg = from_dict({"hidden": [8]})
+    params = [
+        {"w": np.zeros((784, 8), np.float32), "b": np.zeros(8, np.float32)},
+        {"w": np.zeros((8, 10), np.float32), "b": np.zeros(10, np.float32)},
+    ]
+    path = tmp_path / "run" / checkpoint.FILE_NAME
+    path.parent.mkdir()
+    checkpoint.save(path, params, [], cfg, epoch=1)
+    return path
+
+
+def npy_head(shape: tuple[int, ...], dtype: str = "|u1") -> bytes:
+    """A format 1.0 .npy header declaring `shape` of `dtype`, padded to 64 bytes."""
+    text = f"{{'descr': '{dtype}', 'fortran_order': False, 'shape': {shape}, }}"
+    text += " " * (-(len(text) + 11) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode()
+
+
+def test_a_npy_claiming_a_billion_images_is_refused_before_allocating(tmp_path, small_checkpoint):
+    fake = tmp_path / "digits.npy"
+    fake.write_bytes(npy_head((1_000_000_000, 28, 28)) + bytes(784))
+    code, err, peak = run_child(["predict", str(small_checkpoint), str(fake)])
+    assert_one_line(code, err, str(fake), "(1000000000, 28, 28)", "784 bytes")
+    assert peak < 600 * MB
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares width x height gray pixels, with a token of image data."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(bytes(1000)))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("side", [30_000, 8_000])  # past Pillow's guard; past ours only
+def test_a_huge_png_is_refused_from_its_header(tmp_path, small_checkpoint, side):
+    pytest.importorskip("PIL")
+    png = tmp_path / "big.png"
+    png.write_bytes(png_header_only(side, side))
+    code, err, peak = run_child(["predict", str(small_checkpoint), str(png)])
+    assert_one_line(code, err, str(png), "pixels")
+    assert peak < 600 * MB
+
+
+def test_a_checkpoint_member_larger_than_its_zip_entry_is_refused(tmp_path):
+    path = tmp_path / "checkpoint.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("params/0/w.npy", npy_head((1_000_000, 100_000), "<f4") + bytes(64))
+    code, err, peak = run_child(["eval", str(path)])
+    assert_one_line(code, err, str(path), "params/0/w.npy", "array header says 400.0 GB")
+    assert peak < 600 * MB
+
+
+def test_a_csv_that_inflates_past_the_limit_is_refused(tmp_path):
+    path = tmp_path / "train.csv.gz"
+    zeros_gzip(path, b"label," + b"0," * 100, 64 * MB)
+    env = {"MNIST_JAX_MAX_BYTES": str(12 * MB)}  # a CSV may then take 1 MB
+    args = ["train", "--dataset", "kaggle-csv", "--data", str(path), "--dry-run"]
+    code, err, peak = run_child([*args, "--out", str(tmp_path / "r")], env)
+    assert_one_line(code, err, str(path), "inflates past 1.0 MB")
+    assert peak < 600 * MB
+
+
+def test_a_mat_element_inflating_past_its_declared_size_is_refused(tmp_path):
+    pytest.importorskip("scipy")
+    inner = zlib.compressobj(9)
+    stream = inner.compress(struct.pack("<II", 14, 1000))
+    block = bytes(MB)
+    stream += b"".join(inner.compress(block) for _ in range(256)) + inner.flush()
+    header = b"MATLAB 5.0 MAT-file".ljust(124) + struct.pack("<H", 0x0100) + b"IM"
+    path = tmp_path / "mnist.mat"
+    path.write_bytes(header + struct.pack("<II", 15, len(stream)) + stream)
+    args = ["train", "--data", str(path), "--dry-run", "--out", str(tmp_path / "r")]
+    code, err, peak = run_child(args)
+    assert_one_line(code, err, str(path), "declares 1.0 kB but inflates to more")
+    assert peak < 600 * MB
+
+
+def test_a_huge_toml_is_refused_without_parsing(tmp_path):
+    path = tmp_path / "big.toml"
+    path.write_bytes(b"# " + b"x" * (config.MAX_TOML_BYTES + 10) + b"\n")
+    result = run_cli(["train", "--config", str(path), "--dry-run"])
+    assert result.exit_code == 2
+    assert "larger than" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_model_too_large_for_the_machine_stops_before_allocating(tmp_path):
+    args = ["train", "--config", str(SMOKE), "--hidden", "3000000", "--out", str(tmp_path / "r")]
+    code, err, peak = run_child(args)
+    line = assert_one_line(code, err, "not enough memory", "reduce")
+    assert "GB" in line
+    assert peak < 800 * MB
+    assert not (tmp_path / "r" / checkpoint.FILE_NAME).exists()
+
+
+def test_dry_run_shows_the_memory_plan_whose_parts_follow_the_config(tmp_path):
+    result = run_cli(
+        ["train", "--config", str(SMOKE), "--dry-run", "--json", "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)["memory"]
+    params = json.loads(result.stdout)["num_params"] * 4  # float32
+    assert plan["bytes"]["parameters"] == params
+    assert plan["bytes"]["gradients and update"] == 2 * params
+    assert plan["total_bytes"] == sum(plan["bytes"].values())
+    assert plan["fits"] is (plan["total_bytes"] <= plan["available_bytes"])
+    text = run_cli(["train", "--config", str(SMOKE), "--dry-run", "--out", str(tmp_path / "r")])
+    assert "memory     about" in text.stderr + text.stdout
+
+
+def test_a_sweep_plans_for_all_its_models():
+    cfg = from_dict({"hidden": [256], "optimizer": "momentum"})
+    sizes = {"train": 1000, "validation": 0, "test": 100}
+    one, four = memory.estimate(cfg, sizes), memory.estimate(cfg, sizes, models=4)
+    assert four["parameters"] == 4 * one["parameters"]
+    assert four["optimizer state"] == one["parameters"] * 4  # one momentum buffer per model
+    assert four["dataset"] == one["dataset"]  # the models share the data
+
+
+def test_an_out_of_memory_during_training_is_one_line_that_says_how_to_resume(
+    tmp_path, monkeypatch
+):
+    from jax.errors import JaxRuntimeError
+
+    from mnist_jax import api
+
+    def exhausted(*args, **kwargs):
+        raise JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 9 GB\nmore detail")
+
+    monkeypatch.setattr(api, "train", exhausted)
+    result = run_cli(["train", "--config", str(SMOKE), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "out of memory" in line and "nothing to resume" in line
+
+
+MEASURE = """
+import json, resource, sys
+import jax
+import mnist_jax
+from mnist_jax import data, memory
+from mnist_jax.config import from_dict
+config = from_dict(json.loads(sys.argv[1]))
+splits = data.load(config, log=lambda _: None)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+plan = memory.check_run(config, splits, jax.devices()[0])
+mnist_jax.train(config, splits=splits, log=lambda _: None)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"growth": after - before, "estimate": plan.total}))
+"""
+
+
+def test_the_estimate_is_within_a_factor_of_two_of_the_measured_peak():
+    # Two 4096-wide layers: 20 M parameters, so the run's own arrays (about 270 MB by the
+    # estimate) dominate JAX's compile-time overhead (about 90 MB on its own).
+    values = {
+        "dataset": "sample", "hidden": [4096, 4096], "train_size": 512, "test_size": 500,
+        "validation_size": 0,
+        "epochs": 1, "batch_size": 64, "eval_batch_size": 250,
+    }  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, json.dumps(values)],
+        capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )  # fmt: skip
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert 0.5 < figures["growth"] / figures["estimate"] < 2.0, figures
