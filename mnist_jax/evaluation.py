@@ -66,7 +66,7 @@ def split_predictions(
     Returns:
         labels (N,) int64 and probabilities (N, 10) float64 of the real (unmasked) examples.
     """
-    classify = make_classify(config)
+    classify = make_classify(config, batches.x.sharding)
     probs = jax.jit(lambda p, x: jax.lax.map(lambda b: classify(p, b), x))(params, batches.x)
     probs, labels, mask = jax.device_get((probs, batches.y, batches.mask))
     keep = np.asarray(mask).reshape(-1)
@@ -96,6 +96,8 @@ def evaluate_checkpoint(
     data_dir: str | None = None,
     data_path: str | None = None,
     log: Log = print,
+    placement: Any = None,
+    matmul_precision: str | None = None,
 ) -> tuple[Evaluation, checkpoint.Checkpoint]:
     """Recompute loss and accuracy of a saved checkpoint on one split of its run's data.
 
@@ -104,14 +106,18 @@ def evaluate_checkpoint(
         split: "test", "validation" or "train".
         data_dir, data_path: read the data from here instead of the run's own source.
         log: receives the data loader's notes.
+        placement: where to evaluate (`runtime.placement`); JAX's default device when None.
+        matmul_precision: replaces the saved config's (`mnist_jax.backend`) when given.
 
     Returns:
         (the Evaluation, the loaded Checkpoint).
     """
     ckpt = checkpoint.load(path)
     config = run_config(ckpt, data_dir, data_path)
+    if matmul_precision is not None:
+        config = config.replace(matmul_precision=matmul_precision)
     with precision(config):
-        trainer = build(config, data.load(config, log))
+        trainer = build(config, data.load(config, log), placement)
         result = evaluate(trainer, trainer.put(ckpt.params), split)
     return (
         dataclasses.replace(result, checkpoint=str(checkpoint.resolve(path)), epoch=ckpt.epoch),
