@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: train test lint clean
+.PHONY: train test lint clean gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,10 @@ lint: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis
+
+# On a machine with an NVIDIA GPU: tests, gradcheck, default training and bench on the GPU,
+# one JSON report. Uses the JAX already there when it sees the GPU, and installs the CUDA extra
+# into .venv-gpu only when it does not. DATA is the folder of the MNIST IDX files.
+#   make gpu-check DATA=/path/to/mnist [GPU_CHECK_ARGS=--cpu-dry-run]
+gpu-check:
+	$(PYTHON) scripts/gpu_check.py --data $(DATA) --out gpu-check.json $(GPU_CHECK_ARGS)

@@ -139,23 +139,31 @@ def evaluate(
     data_dir: str | None = None,
     data_path: str | None = None,
     log: Log = print,
+    placement: Placement | None = None,
+    matmul_precision: str | None = None,
 ) -> evaluation.Evaluation:
     """Evaluate a trained Result, or a checkpoint (file or run folder), on one split.
+
+    `placement` is where to evaluate (JAX's default device when None); `matmul_precision`
+    replaces the model's config's when given (`mnist_jax.backend`).
 
     Returns:
         An Evaluation: accuracy, loss, count, labels and probabilities (see `to_dict`).
     """
     if not isinstance(model_or_path, Result):
         return evaluation.evaluate_checkpoint(
-            model_or_path, split, data_dir=data_dir, data_path=data_path, log=log
-        )[0]
+            model_or_path, split, data_dir=data_dir, data_path=data_path, log=log,
+            placement=placement, matmul_precision=matmul_precision,
+        )[0]  # fmt: skip
     config = model_or_path.config
     if data_path is not None:
         config = config.replace(data_path=data_path, dataset="auto")
+    if matmul_precision is not None:
+        config = config.replace(matmul_precision=matmul_precision)
     with precision(config):
         splits = data.load(config, log)
-        memory.check_run(config, splits, jax.devices()[0])
-        trainer: Trainer = build(config, splits)
+        memory.check_run(config, splits, first_device(placement or jax.devices()[0]))
+        trainer: Trainer = build(config, splits, placement)
         return evaluation.evaluate(trainer, trainer.put(model_or_path.params), split)
 
 

@@ -5,7 +5,9 @@ One run trains the same model, on the same images, for the same number of plain-
 
 - ``mnist-jax``: the real training path (`Trainer.train_epoch`: one jitted call per epoch);
 - ``numpy-f32`` / ``numpy-f64``: the hand-written NumPy backprop in `mnist_jax.reference`;
-- ``torch-eager``: PyTorch on the CPU, nn.Linear layers and optim.SGD (when torch is installed);
+- ``torch-eager``: PyTorch, nn.Linear layers and optim.SGD (when torch is installed), on CUDA
+  when the benchmark's device is a GPU (TF32 allowed exactly when mnist-jax's products allow
+  it), else on the CPU;
 - ``jit-per-step``: a jitted update called once per batch from Python, each batch sliced on
   the host, as in JAX's own MNIST example;
 - ``limit``: the least time the workload's FLOPs and bytes need at the machine's measured
@@ -19,11 +21,13 @@ limit, limit time / mnist-jax time (the fraction of the machine's peak reached).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax import data, memory, optim
+from mnist_jax import backend, data, memory, optim
 from mnist_jax.config import Config, from_dict
 from mnist_jax.data import Split, Splits
 from mnist_jax.errors import ConfigError
@@ -129,19 +133,29 @@ def row(peer: str, times: Sequence[float] | None, compile_s: float | None = None
 # ----------------------------------------------------------------------------- the machine
 
 
-def measure_limits(options: Options, device: jax.Device) -> dict[str, Any]:
-    """Measure float32 GEMM FLOP/s (NumPy and XLA, the better wins) and copy bandwidth."""
+def measure_limits(options: Options, device: jax.Device, precision: str = "default"):
+    """Measure float32 GEMM FLOP/s and copy bandwidth of the device the benchmark runs on.
+
+    On the CPU the better of NumPy's and XLA's GEMM counts, and NumPy's copy; on another
+    device XLA's GEMM (at the run's matrix-product `precision`) and an on-device copy.
+    """
     n = options.gemm_size
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
-    numpy_s = min(time_runs(lambda: None, lambda _: a @ b, 5))  # the best seen: a limit
-    dot = jax.jit(jnp.dot)
+    dot = jax.jit(partial(jnp.dot, precision=precision))
     da, db = jax.device_put((a, b), device)
     xla_s = min(time_runs(lambda: None, lambda _: dot(da, db).block_until_ready(), 5))
+    on_cpu = device.platform == "cpu"
+    # The best seen is a limit; NumPy's GEMM runs on the host, so it counts on the CPU only.
+    numpy_s = min(time_runs(lambda: None, lambda _: a @ b, 5)) if on_cpu else math.inf
     flops = 2.0 * n**3
     src = np.ones(options.copy_bytes // 4, np.float32)
-    dst = np.empty_like(src)
-    copy_s = min(time_runs(lambda: None, lambda _: np.copyto(dst, src), 3))
+    if on_cpu:
+        dst = np.empty_like(src)
+        copy_s = min(time_runs(lambda: None, lambda _: np.copyto(dst, src), 3))
+    else:
+        bump, on_device = jax.jit(lambda v: v + 1.0), jax.device_put(src, device)
+        copy_s = min(time_runs(lambda: None, lambda _: bump(on_device).block_until_ready(), 3))
     return {
         "gemm_size": n,
         "numpy_gemm_flops": flops / numpy_s,
@@ -313,17 +327,38 @@ def numpy_reference(config: Config, x: np.ndarray, y: np.ndarray, params0, dtype
     return prepare, run
 
 
-def torch_eager(config: Config, x: np.ndarray, y: np.ndarray, params0):
-    """PyTorch the idiomatic way: nn.Linear layers, F.cross_entropy, optim.SGD, eager."""
+def torch_device(platform: str, precision: str) -> str:
+    """The torch device matching the benchmark's: "cuda" for a GPU, else "cpu".
+
+    On CUDA, TF32 is allowed exactly when mnist-jax's products allow it (not at "highest").
+
+    Raises:
+        ImportError: torch is missing, or the device is a GPU and torch has no CUDA.
+    """
+    import torch
+
+    if platform != "gpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise ImportError("this torch build sees no CUDA device")
+    torch.backends.cuda.matmul.allow_tf32 = precision != "highest"
+    return "cuda"
+
+
+def torch_eager(config: Config, x: np.ndarray, y: np.ndarray, params0, device: str = "cpu"):
+    """PyTorch the idiomatic way: nn.Linear layers, F.cross_entropy, optim.SGD, eager.
+
+    `device` is a torch device ("cpu" or "cuda"); the data lives there, as mnist-jax's does.
+    """
     import torch
     import torch.nn.functional as F
     from torch import nn
 
-    torch.set_num_threads(os.cpu_count() or 1)
     n = len(x)
-    xt = torch.from_numpy(x.astype(np.float32)).mul_(config.input_scale)
-    yt = torch.from_numpy(y.astype(np.int64))
-    steps, generator = _steps(config, n), torch.Generator().manual_seed(0)
+    xt = torch.from_numpy(x.astype(np.float32)).to(device).mul_(config.input_scale)
+    yt = torch.from_numpy(y.astype(np.int64)).to(device)
+    steps, generator = _steps(config, n), torch.Generator(device).manual_seed(0)
 
     def prepare():
         layers: list[nn.Module] = []
@@ -333,7 +368,7 @@ def torch_eager(config: Config, x: np.ndarray, y: np.ndarray, params0):
                 linear.weight.copy_(torch.from_numpy(np.array(layer["w"].T)))
                 linear.bias.copy_(torch.from_numpy(np.array(layer["b"])))
             layers += [linear, nn.ReLU()]
-        net = nn.Sequential(*layers[:-1])
+        net = nn.Sequential(*layers[:-1]).to(device)
         return net, torch.optim.SGD(net.parameters(), lr=config.lr)
 
     def run(args):
@@ -341,13 +376,15 @@ def torch_eager(config: Config, x: np.ndarray, y: np.ndarray, params0):
         if config.full_batch:
             batches = [(xt, yt)] * steps
         else:
-            order = torch.randperm(n, generator=generator)
+            order = torch.randperm(n, generator=generator, device=device)
             xs, ys, b = xt[order], yt[order], config.batch_size
             batches = ((xs[i * b : (i + 1) * b], ys[i * b : (i + 1) * b]) for i in range(steps))
         for xb, yb in batches:
             optimizer.zero_grad()
             F.cross_entropy(net(xb), yb).backward()
             optimizer.step()
+        if device != "cpu":
+            torch.cuda.synchronize()  # CUDA runs asynchronously: time the work, not the launch
 
     return prepare, run
 
@@ -413,10 +450,12 @@ def peer_rows(config, x, y, options: Options, device, log: Log) -> list[dict[str
             continue
         rows.append(row(name, time_runs(prepare_np, run_np, repeats)))
     try:
-        prepare_t, run_t = torch_eager(config, x, y, params0)
-        rows.append(row("torch-eager", time_runs(prepare_t, run_t, repeats)))
-    except ImportError:
-        rows.append(row("torch-eager", None, note="torch not installed: pip install torch"))
+        where = torch_device(trainer.policy.platform, trainer.policy.matmul_precision)
+        prepare_t, run_t = torch_eager(config, x, y, params0, where)
+        rows.append(row("torch-eager", time_runs(prepare_t, run_t, repeats), note=where))
+    except ImportError as e:
+        missing = "torch not installed: pip install torch" if e.name == "torch" else str(e)
+        rows.append(row("torch-eager", None, note=missing))
     compile_s, prepare_j, run_j = jit_per_step(trainer, x, y, state)
     rows.append(row("jit-per-step", time_runs(prepare_j, run_j, repeats), compile_s))
     log("  " + "  ".join(f"{r['peer']} {_seconds(r['median_s'])}" for r in rows))
@@ -449,6 +488,8 @@ def run_benchmark(
     data_source: dict[str, Any] | None = None,
     options: Options = Options(),
     log: Log = print,
+    device: jax.Device | None = None,
+    matmul_precision: str | None = None,
 ) -> dict[str, Any]:
     """Run the named workloads; return the JSON-ready report (machine, limits, workloads).
 
@@ -456,6 +497,8 @@ def run_benchmark(
         workloads: names from `WORKLOADS`.
         data_source: config values choosing the images (dataset, data_dir, data_path).
         options: repeats and size; log: receives progress lines.
+        device: where mnist-jax runs (`runtime.select_device`); JAX's default when None.
+        matmul_precision: the products' precision (`mnist_jax.backend`); "auto" when None.
 
     Raises:
         ConfigError: an unknown workload name or a repeat count below 1.
@@ -465,10 +508,12 @@ def run_benchmark(
         raise ConfigError(f"unknown workload '{unknown[0]}': choose from {', '.join(WORKLOADS)}")
     if options.repeats < 1:
         raise ConfigError(f"--repeats must be at least 1, got {options.repeats}")
-    device = jax.devices()[0]
-    base = from_dict({"name": "bench", **{k: v for k, v in (data_source or {}).items() if v}})
+    device = device or jax.devices()[0]
+    chosen = {"name": "bench", "matmul_precision": matmul_precision, **(data_source or {})}
+    base = from_dict({k: v for k, v in chosen.items() if v})
+    policy = backend.policy(bench_config(WORKLOADS["default"], base, 1), device)
     splits = data.load(base.replace(validation_size=0), log)
-    limits = measure_limits(options, device)
+    limits = measure_limits(options, device, policy.matmul_precision)
     log(
         f"limits: GEMM {limits['peak_flops'] / 1e9:.1f} GFLOP/s, "
         f"copy {limits['copy_bandwidth_bytes'] / 1e9:.1f} GB/s"
@@ -478,6 +523,7 @@ def run_benchmark(
         "repeats": options.repeats,
         "quick": options.quick,
         "machine": machine_info(device),
+        "backend": policy.to_dict(),
         "limits": limits,
         "workloads": [
             run_workload(WORKLOADS[w], base, splits.train, limits, options, device, log)

@@ -57,6 +57,7 @@ Schedule = Choice("Schedule", {n: n for n in ("constant", "cosine")})
 Split = Choice("Split", {n: n for n in ("test", "validation", "train")})
 Precision = Choice("Precision", {n: n for n in ("float64", "float32")})
 Format = Choice("Format", {n: n for n in ("kaggle-csv", "onehot-csv", "mat")})
+MatmulPrecision = Choice("MatmulPrecision", {n: n for n in ("auto", "default", "high", "highest")})
 
 # --- options shared by several commands, each declared once
 
@@ -113,6 +114,13 @@ ScheduleOption = Annotated[
 DeviceOption = Annotated[Device, typer.Option(help="Where to run: JAX's default, cpu or gpu.")]
 DevicesOption = Annotated[
     int | None, typer.Option(help="Data-parallel over this many devices (default 1).")
+]
+MatmulPrecisionOption = Annotated[
+    MatmulPrecision | None,
+    typer.Option(
+        help="float32 matrix products: auto (full float32 everywhere), or XLA's default "
+        "(TF32 on recent NVIDIA GPUs), high or highest."
+    ),
 ]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else there.")
@@ -205,6 +213,13 @@ def data_overrides(
     return values
 
 
+def placement(device: Device, devices: int | None) -> Any:
+    """Resolve --device and --devices (JAX is imported only now); turns on the compile cache."""
+    from mnist_jax import runtime
+
+    return runtime.placement(device.value, devices)
+
+
 def resolve(config: str | None, overrides: dict[str, Any]):
     """The config file plus the flags (None values ignored)."""
     from mnist_jax.config import load_config
@@ -255,6 +270,7 @@ def train(
     ] = None,
     device: DeviceOption = Device.auto,
     devices: DevicesOption = None,
+    matmul_precision: MatmulPrecisionOption = None,
     resume: Annotated[
         Path | None,
         typer.Option(metavar="DIR", help="Continue the run in this folder from its checkpoint."),
@@ -280,6 +296,7 @@ def train(
         "schedule": schedule and schedule.value,
         "hidden": parse_hidden(hidden),
         "seed": seed,
+        "matmul_precision": matmul_precision and matmul_precision.value,
         **data_overrides(data, data_dir, dataset),
     }
     outcome = run.train_command(
@@ -306,6 +323,9 @@ def evaluate(
     mistakes: Annotated[
         int, typer.Option(min=0, help="How many of the most confident mistakes to list.")
     ] = 10,
+    device: DeviceOption = Device.auto,
+    devices: DevicesOption = None,
+    matmul_precision: MatmulPrecisionOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Recompute a checkpoint's accuracy and loss, with a confusion matrix and mistakes.
@@ -315,8 +335,10 @@ def evaluate(
     from mnist_jax import api, report
 
     result = api.evaluate(
-        checkpoint, split.value, data_dir=data_dir, data_path=data, log=note
-    ).to_dict(mistakes)
+        checkpoint, split.value, data_dir=data_dir, data_path=data, log=note,
+        placement=placement(device, devices),
+        matmul_precision=matmul_precision and matmul_precision.value,
+    ).to_dict(mistakes)  # fmt: skip
     show(result, as_json, report.format_evaluation)
 
 
@@ -327,12 +349,15 @@ def predict(
     files: Annotated[
         list[Path], typer.Argument(help="PNG/JPEG (needs Pillow), PGM (P2/P5) or .npy files.")
     ],
+    device: DeviceOption = Device.auto,
+    devices: DevicesOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Predict the digit in each image file, normalised the way MNIST digits were made."""
     from mnist_jax import inference as predicting
 
-    show(predicting.predict_files(checkpoint, files), as_json, predicting.format_predictions)
+    results = predicting.predict_files(checkpoint, files, placement(device, devices))
+    show(results, as_json, predicting.format_predictions)
 
 
 @app.command()
@@ -369,6 +394,8 @@ def serve(
     max_connections: Annotated[
         int, typer.Option(min=1, help="Connections open at once; more are answered 503.")
     ] = 1000,
+    device: DeviceOption = Device.auto,
+    devices: DevicesOption = None,
 ) -> None:
     """Serve a page where you draw a digit and watch the model's probabilities update.
 
@@ -377,8 +404,9 @@ def serve(
     from mnist_jax import serve as serving
 
     serving.serve(
-        checkpoint, host, port, log=note, timeout=timeout, max_connections=max_connections
-    )
+        checkpoint, host, port, log=note, timeout=timeout, max_connections=max_connections,
+        placement=placement(device, devices),
+    )  # fmt: skip
 
 
 # --- checking and comparing
@@ -399,13 +427,21 @@ def gradcheck(
     ] = None,
     data_dir: DataDirOption = None,
     dataset: DatasetOption = None,
+    device: DeviceOption = Device.auto,
+    devices: DevicesOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Check JAX's gradients against hand-written NumPy backpropagation; exit 1 if they differ."""
+    """Check JAX's gradients against hand-written NumPy backpropagation; exit 1 if they differ.
+
+    Matrix products run at full precision ("highest") on every device.
+    """
     from mnist_jax import gradcheck as checking
 
     resolved = resolve(config, data_overrides(data, data_dir, dataset))
-    report = checking.check_gradients(resolved, batch=batch, dtype=dtype.value, seed=seed, log=note)
+    report = checking.check_gradients(
+        resolved, batch=batch, dtype=dtype.value, seed=seed, log=note,
+        placement=placement(device, devices),
+    )  # fmt: skip
     show(report, as_json, checking.format_report)
     if not report["passed"]:
         raise typer.Exit(1)
@@ -430,16 +466,24 @@ def compare(
         Path | None,
         typer.Option(metavar="DIR", help="Keep each run in DIR/<activation> (default: none)."),
     ] = None,
+    device: DeviceOption = Device.auto,
+    devices: DevicesOption = None,
+    matmul_precision: MatmulPrecisionOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Train one config with each hidden activation; print train/test error, loss and seconds."""
     from mnist_jax import compare as comparison
 
+    precision = matmul_precision and matmul_precision.value
     resolved = resolve(
-        config, {"epochs": epochs, "seed": seed, **data_overrides(data, data_dir, None)}
-    )
+        config,
+        {"epochs": epochs, "seed": seed, "matmul_precision": precision,
+         **data_overrides(data, data_dir, None)},
+    )  # fmt: skip
     names = comparison.parse_activations(activations)
-    rows = comparison.compare_command(resolved, names, plot=plot, out_dir=out, log=note)
+    rows = comparison.compare_command(
+        resolved, names, plot=plot, out_dir=out, log=note, placement=placement(device, devices)
+    )
     show(rows, as_json, comparison.format_table)
 
 
@@ -462,6 +506,8 @@ def bench(
     data: DataOption = None,
     data_dir: DataDirOption = None,
     dataset: DatasetOption = None,
+    device: DeviceOption = Device.auto,
+    matmul_precision: MatmulPrecisionOption = None,
     as_json: JsonOption = False,
     write_json: WriteJsonOption = None,
 ) -> None:
@@ -473,6 +519,8 @@ def bench(
         data_source=data_overrides(data, data_dir, dataset),
         options=benchmark.Options(repeats, quick),
         log=note,
+        device=placement(device, None),
+        matmul_precision=matmul_precision and matmul_precision.value,
     )
     show(report, as_json, benchmark.format_table, write_json)
 
@@ -493,6 +541,9 @@ def sweep(
     hidden: HiddenOption = None,
     data_dir: DataDirOption = None,
     dataset: DatasetOption = None,
+    device: DeviceOption = Device.auto,
+    devices: DevicesOption = None,
+    matmul_precision: MatmulPrecisionOption = None,
     as_json: JsonOption = False,
     write_json: WriteJsonOption = None,
 ) -> None:
@@ -503,12 +554,14 @@ def sweep(
         "epochs": epochs,
         "batch_size": parse_batch_size(batch_size),
         "hidden": parse_hidden(hidden),
+        "matmul_precision": matmul_precision and matmul_precision.value,
         **data_overrides(data, data_dir, dataset),
     }
     rows = sweeping.run_sweep(
         resolve(config, overrides),
         parse_numbers(seeds, int, "--seeds"),
         parse_numbers(lrs, float, "--lrs"),
+        device=placement(device, devices),
         log=note,
     )
     show(rows, as_json, sweeping.format_rows, write_json)

@@ -36,6 +36,7 @@ def compare(
     out_dir: Path | None = None,
     *,
     log: Callable[[str], None] = print,
+    placement: Any = None,
 ) -> list[dict[str, Any]]:
     """Train `config` once per hidden activation.
 
@@ -45,6 +46,7 @@ def compare(
         out_dir: keep each run in out_dir/<activation> (checkpoint, metrics, summary); None
             keeps nothing.
         log: receives each run's epoch lines.
+        placement: where to train (`runtime.placement`); JAX's default device when None.
 
     Returns:
         One row per activation: activation, train_error, test_error, final_loss (the last
@@ -57,7 +59,7 @@ def compare(
     for activation in activations:
         run_config = config.replace(activation=activation, name=f"{config.name}-{activation}")
         folder = None if out_dir is None else Path(out_dir) / activation
-        result = api.train(run_config, folder, splits=splits, log=log)
+        result = api.train(run_config, folder, splits=splits, placement=placement, log=log)
         losses = [record["train_loss"] for record in result.history]
         rows.append(
             {
@@ -131,11 +133,12 @@ def compare_command(
     plot: Path | None = None,
     out_dir: Path | None = None,
     log: Callable[[str], None] = print,
+    placement: Any = None,
 ) -> list[dict[str, Any]]:
     """Run the comparison and draw the plot if asked; see `mnist-jax compare`."""
     if plot is not None:
         pyplot()  # say what to install before training, not after
-    rows = compare(config, activations, out_dir, log=log)
+    rows = compare(config, activations, out_dir, log=log, placement=placement)
     if plot is not None:
         plot_losses(rows, plot, title=config.name)
         log(f"loss curves drawn in {plot}")

@@ -29,6 +29,8 @@ BIAS_INITS = ("zeros", "drawn")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "lbfgs")
 SCHEDULES = ("constant", "cosine")
 DTYPES = ("float32", "float64")
+PRECISIONS = ("auto", "default", "high", "highest")  # matrix products; see mnist_jax.backend
+TRICKS = ("auto", "on", "off")  # the CPU-tuned kernels; see mnist_jax.backend
 DATASETS = ("mnist", "sample", "auto", "idx", "kaggle-csv", "onehot-csv", "mat")
 KAGGLE_SPLITS = ("shuffled", "notebook")
 
@@ -79,6 +81,10 @@ class Config:
         batch_size: examples per step, or "full".
         eval_every: evaluate on the validation set every this many epochs (and at the end).
         dtype: "float32", or "float64" (enables JAX's x64 mode for the run).
+    Backend (`mnist_jax.backend`; neither changes the maths beyond float rounding):
+        matmul_precision: "auto" (full float32 on every platform: "default" on the CPU,
+            "highest" elsewhere and for float64), or XLA's "default", "high" or "highest".
+        cpu_tricks: "auto" (on for the CPU only, where they were measured), "on" or "off".
     """
 
     name: str = "default"
@@ -112,6 +118,8 @@ class Config:
     eval_every: int = 1
     eval_batch_size: int = 1000
     dtype: str = "float32"
+    matmul_precision: str = "auto"
+    cpu_tricks: str = "auto"
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -356,6 +364,8 @@ def _validate(cfg: Config) -> None:
         ("optimizer", OPTIMIZERS),
         ("schedule", SCHEDULES),
         ("dtype", DTYPES),
+        ("matmul_precision", PRECISIONS),
+        ("cpu_tricks", TRICKS),
         ("dataset", DATASETS),
         ("kaggle_split", KAGGLE_SPLITS),
     ]:

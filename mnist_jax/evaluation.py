@@ -18,7 +18,7 @@ import numpy as np
 from mnist_jax import checkpoint, data, memory, report
 from mnist_jax.config import Config
 from mnist_jax.inference import make_classify
-from mnist_jax.trainer import EvalBatches, Trainer, build, precision
+from mnist_jax.trainer import EvalBatches, Trainer, build, first_device, precision
 
 Log = Callable[[str], None]
 
@@ -68,7 +68,7 @@ def split_predictions(
         labels (N,) int64 and probabilities (N, classes) float64 of the real (unmasked)
         examples.
     """
-    classify = make_classify(config)
+    classify = make_classify(config, batches.x.sharding)
     probs = jax.jit(lambda p, x: jax.lax.map(lambda b: classify(p, b), x))(params, batches.x)
     probs, labels, mask = jax.device_get((probs, batches.y, batches.mask))
     keep = np.asarray(mask).reshape(-1)
@@ -98,6 +98,8 @@ def evaluate_checkpoint(
     data_dir: str | None = None,
     data_path: str | None = None,
     log: Log = print,
+    placement: Any = None,
+    matmul_precision: str | None = None,
 ) -> tuple[Evaluation, checkpoint.Checkpoint]:
     """Recompute loss and accuracy of a saved checkpoint on one split of its run's data.
 
@@ -106,16 +108,20 @@ def evaluate_checkpoint(
         split: "test", "validation" or "train".
         data_dir, data_path: read the data from here instead of the run's own source.
         log: receives the data loader's notes.
+        placement: where to evaluate (`runtime.placement`); JAX's default device when None.
+        matmul_precision: replaces the saved config's (`mnist_jax.backend`) when given.
 
     Returns:
         (the Evaluation, the loaded Checkpoint).
     """
     ckpt = checkpoint.load(path)
     config = run_config(ckpt, data_dir, data_path)
+    if matmul_precision is not None:
+        config = config.replace(matmul_precision=matmul_precision)
     with precision(config):
         splits = data.load(config, log)
-        memory.check_run(config, splits, jax.devices()[0])
-        trainer = build(config, splits)
+        memory.check_run(config, splits, first_device(placement or jax.devices()[0]))
+        trainer = build(config, splits, placement)
         result = evaluate(trainer, trainer.put(ckpt.params), split)
     return (
         dataclasses.replace(result, checkpoint=str(checkpoint.resolve(path)), epoch=ckpt.epoch),

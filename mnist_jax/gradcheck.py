@@ -27,7 +27,9 @@ Tolerances. In float64, JAX and the reference differ only by rounding (about 1e-
 operation, summed over at most a few thousand terms), so `rel` must be at most 1e-10. In
 float32 the JAX gradient is compared with the reference computed in float64 from the very
 same float32 parameters and inputs, so the error is JAX's float32 rounding alone: about
-1e-7 to 1e-6 on real data, checked against 1e-4.
+1e-7 to 1e-6 on real data, checked against 1e-4. Both assume full-precision products, so the
+check always runs them at "highest" (`mnist_jax.backend`): on recent NVIDIA GPUs XLA's default
+float32 products use TF32, whose 10-bit mantissa alone would leave errors near 1e-3.
 
 Finite differences are central, in float64, on the NumPy loss, at FD_POINTS coordinates
 per leaf drawn among its nonzero entries. The step moves the layer's pre-activations by at
@@ -134,6 +136,7 @@ def check_gradients(
     seed: int | None = None,
     reference_gradients: GradientFn | None = None,
     log: Callable[[str], None] = print,
+    placement: Any = None,
 ) -> dict[str, Any]:
     """Compare JAX's gradients of the config's loss with NumPy backpropagation.
 
@@ -145,19 +148,23 @@ def check_gradients(
         reference_gradients: the hand-written backprop to compare with; defaults to
             `mnist_jax.reference.gradients` (a parameter so a test can pass a wrong one).
         log: receives the data loader's notes.
+        placement: where JAX differentiates (`runtime.placement`); its default device if None.
 
     Returns:
         A JSON-ready report: one row per leaf {"layer", "param", "shape", "max_abs_error",
-        "relative_error", "fd_relative_error", "ok"}, the loss values, the tolerances, and
-        "passed" (every row and the loss within tolerance).
+        "relative_error", "fd_relative_error", "ok"}, the loss values, the tolerances, the
+        platform and matrix-product precision, and "passed" (every row and the loss within
+        tolerance).
     """
     if dtype not in TOLERANCE:
         raise MnistJaxError(f"unknown dtype '{dtype}': choose float64 or float32")
     reference_gradients = reference_gradients or reference.gradients
-    config = config.replace(dtype=dtype, **({} if seed is None else {"seed": seed}))
+    config = config.replace(
+        dtype=dtype, matmul_precision="highest", **({} if seed is None else {"seed": seed})
+    )
     splits = data.load(config, log)
     with precision(config):
-        trainer = build(config, splits)
+        trainer = build(config, splits, placement)
         x, y = first_batch(trainer, splits, batch)
         num_train, dataset_name = trainer.num_train, splits.name
         params = trainer.init_state().params
@@ -209,6 +216,8 @@ def check_gradients(
         "output": config.output,
         "l2": config.l2,
         "dtype": dtype,
+        "platform": trainer.policy.platform,
+        "matmul_precision": trainer.policy.matmul_precision,
         "seed": config.seed,
         "batch": batch,
         "num_train": num_train,

@@ -17,10 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax import checkpoint, model, preprocess
+from mnist_jax import backend, checkpoint, model, preprocess
 from mnist_jax.config import Config
 from mnist_jax.errors import DataError
 
+Placement = jax.Device | jax.sharding.Sharding
 Predictor = Callable[[np.ndarray], np.ndarray]
 TOP = 3  # probabilities printed per image
 
@@ -37,24 +38,37 @@ def probabilities(logits: jax.Array, output: str) -> jax.Array:
     return scores / jnp.sum(scores, axis=-1, keepdims=True)
 
 
-def make_classify(config: Config) -> Callable[[Any, jax.Array], jax.Array]:
-    """Return classify(params, x uint8 (batch, 784)) -> probabilities (batch, 10); not jitted."""
+def make_classify(
+    config: Config, placement: Placement | None = None
+) -> Callable[[Any, jax.Array], jax.Array]:
+    """Return classify(params, x uint8 (batch, 784)) -> probabilities (batch, 10); not jitted.
+
+    The products run at the config's precision for `placement`'s platform (`mnist_jax.backend`).
+    """
     from mnist_jax.step import scale_inputs
 
+    precision = backend.policy(config, placement).matmul_precision
+
     def classify(params: Any, x: jax.Array) -> jax.Array:
-        logits = model.forward(params, scale_inputs(x, config), config.activation)
+        logits = model.forward(
+            params, scale_inputs(x, config), config.activation, precision=precision
+        )
         return probabilities(logits, config.output)
 
     return classify
 
 
-def load_predictor(path: str | Path, *, batch_size: int = 64) -> Predictor:
+def load_predictor(
+    path: str | Path, *, batch_size: int = 64, placement: Placement | None = None
+) -> Predictor:
     """Load a checkpoint once; return predict(images (N, rows, cols) uint8) -> (N, C) float64."""
     ckpt = checkpoint.load(path)
-    return make_predictor(ckpt.config, ckpt.params, batch_size=batch_size)
+    return make_predictor(ckpt.config, ckpt.params, batch_size=batch_size, placement=placement)
 
 
-def load_image_predictor(path: str | Path, *, batch_size: int = 64) -> Predictor:
+def load_image_predictor(
+    path: str | Path, *, batch_size: int = 64, placement: Placement | None = None
+) -> Predictor:
     """Like `load_predictor`, for image files: the model must take 28x28 MNIST-style digits.
 
     Raises:
@@ -68,20 +82,23 @@ def load_image_predictor(path: str | Path, *, batch_size: int = 64) -> Predictor
             "files are read as 28x28 MNIST-style digits (784 pixels); use `mnist-jax eval`, or "
             "mnist_jax.predict on arrays of the model's image size"
         )
-    return make_predictor(ckpt.config, ckpt.params, batch_size=batch_size)
+    return make_predictor(ckpt.config, ckpt.params, batch_size=batch_size, placement=placement)
 
 
-def make_predictor(config: Config, params: Any, *, batch_size: int = 64) -> Predictor:
+def make_predictor(
+    config: Config, params: Any, *, batch_size: int = 64, placement: Placement | None = None
+) -> Predictor:
     """Return predict(images (N, rows, cols) or (N, pixels) uint8) -> (N, C) float64.
 
     Images are fed in padded batches of `batch_size`, so the jitted call sees one shape; their
-    pixel count must be the model's input size (784 for MNIST).
+    pixel count must be the model's input size (784 for MNIST). The parameters live on
+    `placement` (JAX's default device when None).
     """
     inputs = checkpoint.layer_sizes(config)[0]
     x64 = config.dtype == "float64"
     with jax.enable_x64(x64):
-        params = jax.device_put(params)
-        classify = jax.jit(make_classify(config))
+        params = jax.device_put(params, placement)
+        classify = jax.jit(make_classify(config, placement))
 
     def predict(images: np.ndarray) -> np.ndarray:
         images = np.asarray(images, np.uint8)
@@ -109,8 +126,10 @@ def rank(probs: np.ndarray, top: int = TOP) -> list[dict[str, Any]]:
     return [{"digit": int(d), "probability": float(probs[d])} for d in order]
 
 
-def predict_files(path: str | Path, files: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Predict the digit in each image of each file (PNG, JPEG, PGM or .npy).
+def predict_files(
+    path: str | Path, files: Sequence[str | Path], placement: Placement | None = None
+) -> list[dict[str, Any]]:
+    """Predict the digit in each image of each file (PNG, JPEG, PGM or .npy), on `placement`.
 
     Returns:
         One record per image: {"file", "digit", "top": [{"digit", "probability"}] * 3,
@@ -119,7 +138,7 @@ def predict_files(path: str | Path, files: Sequence[str | Path]) -> list[dict[st
     """
     if not files:
         raise DataError("no image files given")
-    predict = load_image_predictor(path)
+    predict = load_image_predictor(path, placement=placement)
     names, images = [], []
     for file in files:
         for name, image in preprocess.read_images(file):

@@ -77,8 +77,7 @@ def train_command(
             )
     check_writable(out)
     check_free_space(out, config)
-    jax_device = runtime.placement(device, devices)
-    runtime.enable_compilation_cache()
+    jax_device = runtime.placement(device, devices)  # turns on the compilation cache too
     if dry_run:
         return plan(config, out, jax_device)
     from mnist_jax import api

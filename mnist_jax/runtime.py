@@ -26,11 +26,23 @@ def select_device(name: str = "auto") -> jax.Device:
         return jax.devices()[0]
     try:
         return jax.devices(name)[0]
-    except RuntimeError:
+    except RuntimeError as e:
         raise MnistJaxError(
-            f"no {name.upper()} found by JAX (it sees: {describe_devices()}); "
-            "install the GPU build with `pip install 'mnist-jax[cuda]'` or use --device cpu"
+            f"--device {name}: JAX says: {one_line(e)} (it sees: {describe_devices()}); "
+            f"{GPU_HINT if name == 'gpu' else 'use --device auto'}"
         ) from None
+
+
+GPU_HINT = (
+    "install JAX's CUDA build with `pip install 'mnist-jax[cuda12]'` (or [cuda13]), "
+    "check `nvidia-smi`, or use --device cpu"
+)
+
+
+def one_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message, e.g. JAX's reason for no GPU."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 def describe_devices() -> str:
@@ -58,6 +70,9 @@ def enable_compilation_cache(folder: Path | None = None) -> Path:
 def placement(name: str = "auto", count: int | None = None) -> jax.Device | jax.sharding.Sharding:
     """Return where a run lives: one device, or a replicated sharding for data parallelism.
 
+    Every command that compiles resolves its placement here, so this is also where the
+    persistent compilation cache is turned on (`enable_compilation_cache`).
+
     With `count` > 1 the run uses a one-axis mesh named "data" over the first `count`
     devices: the data and params are
     replicated and each training batch is split across the devices (`train.make_train_epoch`).
@@ -68,6 +83,7 @@ def placement(name: str = "auto", count: int | None = None) -> jax.Device | jax.
         MnistJaxError: fewer devices than asked for, or a count below 1.
     """
     first = select_device(name)
+    enable_compilation_cache()
     devices = jax.devices(first.platform)
     wanted = 1 if count is None else count
     if wanted < 1 or wanted > len(devices):

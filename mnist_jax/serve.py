@@ -492,16 +492,17 @@ def serve(
     *,
     timeout: float = TIMEOUT,
     max_connections: int = MAX_CONNECTIONS,
+    placement: Any = None,
 ) -> None:
     """`mnist-jax serve`: load the checkpoint once and serve the drawing page until stopped.
 
     SIGTERM or Ctrl-C stops it gracefully (the requests under way are answered); a second
-    one stops it at once.
+    one stops it at once. The model runs on `placement` (JAX's default device when None).
     """
     from mnist_jax.inference import load_image_predictor
 
     server = make_server(
-        load_image_predictor(path, batch_size=1),
+        load_image_predictor(path, batch_size=1, placement=placement),
         host,
         port,
         log,

@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mnist_jax import model
+from mnist_jax import backend, model
+from mnist_jax.backend import Policy
 from mnist_jax.config import Config
 
 
@@ -32,8 +33,15 @@ def scale_inputs(x: jax.Array, config: Config) -> jax.Array:
     return x.astype(dtype) * jnp.asarray(config.input_scale, dtype)
 
 
-def make_loss(config: Config, num_train: int) -> Callable[..., jax.Array]:
-    """Return loss(params, x_uint8 (batch, 784), y (batch,)) -> scalar for this config."""
+def make_loss(
+    config: Config, num_train: int, policy: Policy | None = None
+) -> Callable[..., jax.Array]:
+    """Return loss(params, x_uint8 (batch, 784), y (batch,)) -> scalar for this config.
+
+    `policy` (`mnist_jax.backend.policy`; JAX's default device's when None) sets the
+    matrix-product precision and whether the CPU-tuned weight gradient is used.
+    """
+    policy = policy or backend.policy(config)
 
     def loss_fn(params: model.Params, x: jax.Array, y: jax.Array) -> jax.Array:
         return model.loss(
@@ -44,19 +52,26 @@ def make_loss(config: Config, num_train: int) -> Callable[..., jax.Array]:
             output=config.output,
             l2=config.l2,
             num_train=num_train,
+            precision=policy.matmul_precision,
+            tuned=policy.cpu_tricks,
         )
 
     return loss_fn
 
 
 def make_step(
-    config: Config, loss_fn: Callable[..., jax.Array], optimizer: optax.GradientTransformation
+    config: Config,
+    loss_fn: Callable[..., jax.Array],
+    optimizer: optax.GradientTransformation,
+    policy: Policy | None = None,
 ) -> Callable:
     """Return step(params, opt_state, x, y) -> (params, opt_state, loss): one update.
 
-    For SGD: value_and_grad, the optax update and apply_updates. For L-BFGS, the line
+    For SGD: value_and_grad, the optax update and apply_updates; a full batch is taken in
+    chunks when `policy.cpu_tricks` (`chunked_value_and_grad`). For L-BFGS, the line
     search re-evaluates the loss, and the state carries the last value and gradient.
     """
+    policy = policy or backend.policy(config)
     if config.optimizer == "lbfgs":
 
         def lbfgs_step(params, opt_state, x, y):
@@ -69,7 +84,8 @@ def make_step(
 
         return lbfgs_step
 
-    value_and_grad = chunked_value_and_grad(loss_fn) if config.full_batch else None
+    chunked = config.full_batch and policy.cpu_tricks
+    value_and_grad = chunked_value_and_grad(loss_fn) if chunked else None
 
     def sgd_step(params, opt_state, x, y):
         if value_and_grad is None:
@@ -91,7 +107,8 @@ def chunked_value_and_grad(loss_fn: Callable[..., jax.Array], chunk: int = 0) ->
     The mean loss over n rows is the sum over chunks of (rows in chunk / n) * chunk mean; the
     L2 term, added to every chunk's loss, comes out once since the weights sum to 1. Working
     chunk by chunk converts the uint8 images to floats in pieces that stay in cache, instead
-    of writing and re-reading a float copy of the whole set (four times its bytes).
+    of writing and re-reading a float copy of the whole set (four times its bytes). A CPU
+    layout, measured on the CPU only (`mnist_jax.backend`).
     """
     chunk = chunk or FULL_BATCH_CHUNK
     value_and_grad = jax.value_and_grad(loss_fn)
@@ -184,17 +201,21 @@ def _split_batch(sharding: jax.sharding.Sharding | None, a: jax.Array, axis: int
     )
 
 
-def make_evaluate(config: Config) -> Callable:
+def make_evaluate(config: Config, policy: Policy | None = None) -> Callable:
     """Return evaluate(params, batches) -> (loss_sum, correct, count) over `trainer.EvalBatches`.
 
-    The loss is the data loss without the L2 term, summed over the unmasked examples.
+    The loss is the data loss without the L2 term, summed over the unmasked examples; the
+    products run at `policy.matmul_precision`.
     """
     per_example = model.LOSSES[config.output]
+    precision = (policy or backend.policy(config)).matmul_precision
 
     def evaluate(params, batches):
         def body(totals, batch):
             x, y, mask = batch
-            logits = model.forward(params, scale_inputs(x, config), config.activation)
+            logits = model.forward(
+                params, scale_inputs(x, config), config.activation, precision=precision
+            )
             losses = jnp.where(mask, per_example(logits, y), 0.0)
             correct = jnp.sum(mask & (jnp.argmax(logits, axis=-1) == y), dtype=jnp.int32)
             return (totals[0] + jnp.sum(losses), totals[1] + correct), None

@@ -57,7 +57,8 @@ def make_sweep_epoch(trainer: Trainer) -> Callable:
     def sweep_epoch(params, opt_state, lrs, x, y, key, first, *, num_steps):
         def one(params, opt_state, lr):
             optimizer = scaled_optimizer(config, num_train, lr)
-            epoch = step.make_train_epoch(config, step.make_step(config, loss_fn, optimizer))
+            one_step = step.make_step(config, loss_fn, optimizer, trainer.policy)
+            epoch = step.make_train_epoch(config, one_step)
             return epoch(params, opt_state, x, y, key, first, num_steps=num_steps)
 
         return jax.vmap(one)(params, opt_state, lrs)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mnist_jax import checkpoint, model, optim, owndata, step
+from mnist_jax import backend, checkpoint, model, optim, owndata, step
 from mnist_jax.config import Config
 from mnist_jax.data import Splits
 from mnist_jax.errors import MnistJaxError
@@ -126,11 +126,13 @@ class Trainer:
     """Every piece of one training run, assembled by `build`.
 
     `train_epoch` and `evaluate` are the jitted functions of `mnist_jax.step`; `data` lives on
-    `placement` (one device, or a replicated sharding whose mesh splits each batch).
+    `placement` (one device, or a replicated sharding whose mesh splits each batch); `policy`
+    holds the per-backend choices for its platform (`mnist_jax.backend`).
     """
 
     config: Config
     placement: Placement
+    policy: backend.Policy
     data: DeviceData
     keys: RunKeys
     optimizer: optax.GradientTransformation
@@ -222,16 +224,18 @@ def build(
     config = owndata.fit_config(config, splits.image_shape, splits.num_classes, splits.name)
     num_train = len(splits.train.x)
     optimizer = optimizer or optim.make_optimizer(config, num_train)
-    loss_fn = step.make_loss(config, num_train)
-    one_step = step.make_step(config, loss_fn, optimizer)
+    policy = backend.policy(config, placement)
+    loss_fn = step.make_loss(config, num_train, policy)
+    one_step = step.make_step(config, loss_fn, optimizer, policy)
     return Trainer(
         config=config,
         placement=placement,
+        policy=policy,
         data=put_splits(config, splits, placement),
         keys=root_keys(config.seed),
         optimizer=optimizer,
         loss_fn=loss_fn,
         step=one_step,
         train_epoch=step.make_train_epoch(config, one_step, placement),
-        evaluate=step.make_evaluate(config),
+        evaluate=step.make_evaluate(config, policy),
     )

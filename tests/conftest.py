@@ -11,6 +11,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "smoke.toml"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a GPU; skipped where JAX sees none")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked gpu on a machine where JAX finds no GPU."""
+    if any(d.platform == "gpu" for d in jax.devices()):
+        return
+    skip = pytest.mark.skip(reason="needs a GPU: JAX sees none here")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Keep tests away from the real user cache; share one compilation cache per session."""

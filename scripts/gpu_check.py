@@ -1,0 +1,206 @@
+"""Check mnist-jax on an NVIDIA GPU with one command, and write one JSON report.
+
+    python scripts/gpu_check.py --data /path/to/mnist            # or: make gpu-check DATA=...
+    python scripts/gpu_check.py --data /path/to/mnist --cpu-dry-run --quick   # no GPU needed
+
+It uses the JAX already installed when that JAX sees a GPU (GPU machines are often offline
+with JAX and CUDA preinstalled); only when it does not, and `nvidia-smi` finds a GPU, does it
+make `.venv-gpu` and install `mnist-jax[cuda12,dev]` (or `--cuda 13`) there. Then, each step
+a separate process on the GPU backend (`--device gpu`):
+
+1. the test suite (tests marked `gpu` run; they are skipped on the CPU);
+2. `gradcheck` in float64 and float32 on every seed config;
+3. the default training (test accuracy and seconds);
+4. the benchmark, with PyTorch on CUDA when torch is installed.
+
+`--cpu-dry-run` runs the same steps on the CPU (`--device cpu`), installing nothing, so the
+script itself is exercised on a machine without a GPU; `--quick` shrinks each step (one
+epoch, `bench --quick`, a chosen test file) for that purpose. A failing step is recorded and
+the others still run; the exit code is 1 if any step failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED_CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").glob("seed-*.toml"))
+SAMPLE = Path("sample")  # `--data sample`: the bundled 10,000/2,000 subset, for a dry run
+PROBE = "import json, jax; print(json.dumps([d.platform for d in jax.devices()]))"
+TAIL = 2000  # characters of a step's output kept in the report
+
+
+def probe(python: str) -> list[str] | None:
+    """The platforms JAX sees under `python`, or None when JAX does not import there."""
+    done = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def find_python(dry_run: bool, cuda: str, log) -> tuple[str, dict[str, Any]]:
+    """Pick the interpreter to run on: this one if its JAX fits, else a new `.venv-gpu`."""
+    platforms = probe(sys.executable)
+    record: dict[str, Any] = {"python": sys.executable, "platforms": platforms, "installed": None}
+    if dry_run or (platforms and "gpu" in platforms):
+        return sys.executable, record
+    if shutil.which("nvidia-smi") is None:
+        raise SystemExit("gpu-check: no GPU here (no nvidia-smi); try --cpu-dry-run")
+    venv = ROOT / ".venv-gpu"
+    python = str(venv / "bin" / "python")
+    extra = f".[cuda{cuda},dev]"
+    log(f"gpu-check: JAX here sees {platforms or 'nothing'}; installing '{extra}' into {venv}")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "-e", extra], cwd=ROOT, check=True)
+    record.update(python=python, platforms=probe(python), installed=extra)
+    return python, record
+
+
+def run_step(name: str, args: list[str], env: dict[str, str], log) -> dict[str, Any]:
+    """Run one step; keep its exit code, seconds, and its JSON (or the tail of its output)."""
+    log(f"gpu-check: {name}: {' '.join(args)}")
+    started = time.perf_counter()
+    done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    step: dict[str, Any] = {
+        "name": name,
+        "command": args,
+        "exit_code": done.returncode,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    try:
+        step["result"] = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        step["output"] = (done.stdout + done.stderr)[-TAIL:]
+    if done.returncode != 0 and "output" not in step:
+        step["output"] = done.stderr[-TAIL:]
+    log(f"gpu-check: {name}: exit {done.returncode} in {step['seconds']} s")
+    return step
+
+
+def steps(python: str, options: argparse.Namespace, out: Path) -> list[tuple[str, list[str]]]:
+    """The (name, command) of every step, on `--device gpu` (or cpu for a dry run)."""
+    device = ["--device", "cpu" if options.cpu_dry_run else "gpu"]
+    cli = [python, "-m", "mnist_jax"]
+    data = ["--dataset", "sample"] if options.data == SAMPLE else ["--data", str(options.data)]
+    todo = [("tests", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options.tests])]
+    for config in SEED_CONFIGS:
+        for dtype in ("float64", "float32"):
+            todo.append(
+                (
+                    f"gradcheck {Path(config).stem} {dtype}",
+                    [
+                        *cli,
+                        "gradcheck",
+                        "--config",
+                        config,
+                        *data,
+                        "--dtype",
+                        dtype,
+                        *device,
+                        "--json",
+                    ],
+                )  # fmt: skip
+            )
+    epochs = ["--epochs", "1"] if options.quick else []
+    train_out = ["--out", str(out / "train-default"), "--no-progress"]
+    todo.append(
+        (
+            "train default",
+            [
+                *cli,
+                "train",
+                "--config",
+                "configs/default.toml",
+                *data,
+                *device,
+                *epochs,
+                *train_out,
+                "--json",
+            ],
+        )  # fmt: skip
+    )
+    quick = ["--quick", "--repeats", "1"] if options.quick else []
+    todo.append(("bench", [*cli, "bench", *data, *device, *quick, "--json"]))
+    return todo
+
+
+def summary(step: dict[str, Any]) -> dict[str, Any]:
+    """The few figures of a step worth reading first: passed, accuracy, seconds."""
+    result = step.get("result")
+    if not isinstance(result, dict):
+        return {}
+    if "passed" in result:
+        return {"passed": result["passed"], "precision": result.get("matmul_precision")}
+    if "test_accuracy" in result:
+        return {k: result.get(k) for k in ("test_accuracy", "train_seconds", "device")}
+    if "workloads" in result:
+        return {
+            w["name"]: {r["peer"]: r["median_s"] for r in w["rows"]} for w in result["workloads"]
+        }
+    return {}
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write `value` as JSON atomically: a temporary file beside `path`, then a rename.
+
+    (The project's own helper needs mnist_jax importable, which this launcher may not have.)
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(value, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data", type=Path, required=True, help="folder of the MNIST IDX files, or 'sample'"
+    )
+    parser.add_argument("--out", type=Path, default=Path("gpu-check.json"), help="the report")
+    parser.add_argument("--cuda", choices=("12", "13"), default="12", help="CUDA wheels to use")
+    parser.add_argument("--cpu-dry-run", action="store_true", help="run every step on the CPU")
+    parser.add_argument("--quick", action="store_true", help="shrink every step (for a dry run)")
+    parser.add_argument("--tests", nargs="*", default=["tests"], help="pytest paths to run")
+    options = parser.parse_args(argv)
+    if options.data != SAMPLE and not options.data.is_dir():
+        parser.error(f"--data {options.data}: not a folder (give the folder of the IDX files)")
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    python, environment = find_python(options.cpu_dry_run, options.cuda, log)
+    env = dict(os.environ)
+    if options.data != SAMPLE:
+        env["MNIST_JAX_DATA"] = str(options.data.resolve())  # the full-data tests run too
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    if options.cpu_dry_run:
+        env["JAX_PLATFORMS"] = "cpu"
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as scratch:
+        todo = steps(python, options, Path(scratch))
+        results = [run_step(name, args, env, log) for name, args in todo]
+    report = {
+        "mode": "cpu-dry-run" if options.cpu_dry_run else "gpu",
+        "quick": options.quick,
+        "environment": environment,
+        "passed": all(s["exit_code"] == 0 for s in results),
+        "summary": {s["name"]: summary(s) for s in results},
+        "steps": results,
+    }
+    write_json(options.out, report)
+    log(f"gpu-check: {'passed' if report['passed'] else 'FAILED'}; report in {options.out}")
+    return 0 if report["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
