@@ -29,10 +29,27 @@ MB = 1 << 20
 CHILD_TIMEOUT_S = 120
 
 
+# The child reports its own peak: ru_maxrss from wait4 is no good here, since Linux carries the
+# parent's high-water mark (pytest's, hundreds of MB) into a child across fork and exec.
+# VmHWM belongs to the child's own address space, which exec makes new.
+REPORT_PEAK = """
+import atexit, runpy, sys
+
+def report():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            sys.stderr.write("peak-rss-kb " + line.split()[1] + "\\n")
+
+atexit.register(report)
+sys.argv[0] = "mnist-jax"
+runpy.run_module("mnist_jax", run_name="__main__")
+"""
+
+
 def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, int]:
-    """Run `python -m mnist_jax ARGS`; return (exit code, stderr, peak RSS in bytes)."""
+    """Run the CLI with ARGS in a child; return (exit code, stderr, the child's peak RSS)."""
     child = subprocess.Popen(
-        [sys.executable, "-m", "mnist_jax", *args],
+        [sys.executable, "-c", REPORT_PEAK, *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})},
@@ -41,12 +58,13 @@ def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[int, 
     killer.start()
     try:
         stderr = child.stderr.read().decode()
-        _, status, usage = os.wait4(child.pid, 0)
+        child.wait()
     finally:
         killer.cancel()
         child.stderr.close()
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return child.returncode, stderr, usage.ru_maxrss * 1024  # kB on Linux
+    peaks = [int(line.split()[1]) for line in stderr.splitlines() if line.startswith("peak-rss-kb")]
+    assert peaks, stderr[-2000:]
+    return child.returncode, stderr, peaks[-1] * 1024
 
 
 def assert_one_line(code: int, stderr: str, *needles: str) -> str:
@@ -258,17 +276,21 @@ def test_an_out_of_memory_during_training_is_one_line_that_says_how_to_resume(
 
 
 MEASURE = """
-import json, resource, sys
+import json, sys
 import jax
 import mnist_jax
 from mnist_jax import data, memory
 from mnist_jax.config import from_dict
 config = from_dict(json.loads(sys.argv[1]))
 splits = data.load(config, log=lambda _: None)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def status(field):  # kB in /proc/self/status: VmRSS now, VmHWM the peak of this process
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+before = status("VmRSS")
 plan = memory.check_run(config, splits, jax.devices()[0])
 mnist_jax.train(config, splits=splits, log=lambda _: None)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+after = status("VmHWM")
 print(json.dumps({"growth": after - before, "estimate": plan.total}))
 """
 
