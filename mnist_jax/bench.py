@@ -1,17 +1,10 @@
 """Side-by-side timing of the trainer against its peers and against the machine's limits.
 
 One run trains the same model, on the same images, for the same number of plain-SGD steps
-(momentum 0, constant learning rate) with each peer:
-
-- ``mnist-jax``: the real training path (`Trainer.train_epoch`: one jitted call per epoch);
-- ``numpy-f32`` / ``numpy-f64``: the hand-written NumPy backprop in `mnist_jax.reference`;
-- ``torch-eager``: PyTorch, nn.Linear layers and optim.SGD (when torch is installed), on CUDA
-  when the benchmark's device is a GPU (TF32 allowed exactly when mnist-jax's products allow
-  it), else on the CPU;
-- ``jit-per-step``: a jitted update called once per batch from Python, each batch sliced on
-  the host, as in JAX's own MNIST example;
-- ``limit``: the least time the workload's FLOPs and bytes need at the machine's measured
-  matrix-multiply rate and memory bandwidth.
+(momentum 0, constant learning rate) with each peer of `mnist_jax.peers`: ``mnist-jax`` (the
+real training path), ``numpy-f32`` / ``numpy-f64``, ``torch-eager`` (when torch is installed)
+and ``jit-per-step``. Beside them, ``limit`` is the least time the workload's FLOPs and bytes
+need at the machine's measured matrix-multiply rate and memory bandwidth.
 
 Each peer is warmed up once, then timed `repeats` times; the median is reported, compile time
 separately. Ratios are peer time / mnist-jax time (above 1: mnist-jax is faster) and, for the
@@ -35,12 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax import backend, data, memory, optim
+from mnist_jax import backend, data, memory, peers
 from mnist_jax.config import Config, from_dict
-from mnist_jax.data import Split, Splits
 from mnist_jax.errors import ConfigError
 from mnist_jax.keys import root_keys
-from mnist_jax.trainer import Trainer, TrainState, build
 
 Log = Callable[[str], None]
 PEERS = ("mnist-jax", "numpy-f32", "numpy-f64", "torch-eager", "jit-per-step", "limit")
@@ -215,7 +206,7 @@ def workload_cost(sizes: Sequence[int], batch: int, steps: int, full: bool) -> d
     }
 
 
-# ----------------------------------------------------------------------------- the peers
+# ----------------------------------------------------------------------------- workloads
 
 
 def bench_config(workload: Workload, base: Config, num_images: int) -> Config:
@@ -238,160 +229,6 @@ def bench_config(workload: Workload, base: Config, num_images: int) -> Config:
     )
 
 
-def _steps(config: Config, n: int) -> int:
-    """Steps in one timed call: the iterations when full-batch, else one epoch's batches."""
-    return config.epochs if config.full_batch else optim.steps_per_epoch(config, n)
-
-
-def bench_splits(x: np.ndarray, y: np.ndarray) -> Splits:
-    """The benchmark's images as a run's splits: all of them train; the test split is unused."""
-    empty = Split(x[:0], y[:0])
-    return Splits("bench", Split(x, y), empty, Split(x[:1], y[:1]))
-
-
-def jax_epoch(config: Config, x: np.ndarray, y: np.ndarray, device: jax.Device):
-    """Compile the trainer's epoch for `config` on (x, y); return (compile_s, prepare, run, ...)."""
-    n = len(x)
-    trainer = build(config, bench_splits(x, y), device)
-    state = trainer.init_state()
-    train, key, first = trainer.data.train, trainer.epoch_key(0), trainer.put(np.int32(0))
-    started = time.perf_counter()
-    compiled = trainer.train_epoch.lower(
-        state.params, state.opt_state, train.x, train.y, key, first, num_steps=_steps(config, n)
-    ).compile()
-    compile_s = time.perf_counter() - started
-
-    def run(args):
-        jax.block_until_ready(compiled(*args, train.x, train.y, key, first))
-
-    return compile_s, copies_of(state), run, state, trainer
-
-
-def copies_of(state: TrainState) -> Callable[[], Any]:
-    """`prepare` for a timed run: a fresh copy of (params, opt_state) (the epoch donates them)."""
-    return lambda: jax.tree_util.tree_map(jnp.copy, (state.params, state.opt_state))
-
-
-def jit_per_step(trainer: Trainer, x: np.ndarray, y: np.ndarray, state: TrainState):
-    """A jitted update called once per batch, the batch sliced from host arrays each step."""
-    config, n = trainer.config, len(x)
-    update = jax.jit(trainer.step, donate_argnums=(0, 1))
-    steps, batch = _steps(config, n), config.batch_size
-    resident = trainer.data.train if config.full_batch else None
-    rng = np.random.default_rng(0)
-
-    prepare = copies_of(state)
-
-    def run(args):
-        params, opt_state = args
-        order = None if config.full_batch else rng.permutation(n)
-        for i in range(steps):
-            if resident is not None:
-                xb, yb = resident
-            else:
-                take = order[i * batch : (i + 1) * batch]
-                xb, yb = x[take], y[take]
-            params, opt_state, loss = update(params, opt_state, xb, yb)
-        jax.block_until_ready(loss)
-
-    started = time.perf_counter()
-    run(prepare())  # the first call compiles
-    return time.perf_counter() - started, prepare, run
-
-
-def numpy_reference(config: Config, x: np.ndarray, y: np.ndarray, params0, dtype):
-    """The NumPy backprop trainer on the same images and initial params, in `dtype`."""
-    from mnist_jax import reference
-
-    n = len(x)
-    xf = x.astype(dtype) * dtype(config.input_scale)  # scaled once, as the notebooks do
-    labels = y.astype(np.int64)
-    common = {"activation": "relu", "output": "softmax", "l2": 0.0, "num_train": n}
-    rng = np.random.default_rng(0)
-
-    def prepare():
-        return [{k: np.array(v, dtype=dtype) for k, v in layer.items()} for layer in params0]
-
-    def run(params):
-        if config.full_batch:
-            reference.gradient_descent(
-                params, xf, labels, lr=config.lr, steps=config.epochs, **common
-            )
-        else:
-            order = rng.permutation(n)  # the shuffle is part of the epoch, as in the trainer
-            reference.sgd_epoch(
-                params, xf[order], labels[order], lr=config.lr, batch_size=config.batch_size,
-                **common,
-            )  # fmt: skip
-
-    return prepare, run
-
-
-def torch_device(platform: str, precision: str) -> str:
-    """The torch device matching the benchmark's: "cuda" for a GPU, else "cpu".
-
-    On CUDA, TF32 is allowed exactly when mnist-jax's products allow it (not at "highest").
-
-    Raises:
-        ImportError: torch is missing, or the device is a GPU and torch has no CUDA.
-    """
-    import torch
-
-    if platform != "gpu":
-        torch.set_num_threads(os.cpu_count() or 1)
-        return "cpu"
-    if not torch.cuda.is_available():
-        raise ImportError("this torch build sees no CUDA device")
-    torch.backends.cuda.matmul.allow_tf32 = precision != "highest"
-    return "cuda"
-
-
-def torch_eager(config: Config, x: np.ndarray, y: np.ndarray, params0, device: str = "cpu"):
-    """PyTorch the idiomatic way: nn.Linear layers, F.cross_entropy, optim.SGD, eager.
-
-    `device` is a torch device ("cpu" or "cuda"); the data lives there, as mnist-jax's does.
-    """
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    n = len(x)
-    xt = torch.from_numpy(x.astype(np.float32)).to(device).mul_(config.input_scale)
-    yt = torch.from_numpy(y.astype(np.int64)).to(device)
-    steps, generator = _steps(config, n), torch.Generator(device).manual_seed(0)
-
-    def prepare():
-        layers: list[nn.Module] = []
-        for layer in params0:
-            linear = nn.Linear(*layer["w"].shape)
-            with torch.no_grad():
-                linear.weight.copy_(torch.from_numpy(np.array(layer["w"].T)))
-                linear.bias.copy_(torch.from_numpy(np.array(layer["b"])))
-            layers += [linear, nn.ReLU()]
-        net = nn.Sequential(*layers[:-1]).to(device)
-        return net, torch.optim.SGD(net.parameters(), lr=config.lr)
-
-    def run(args):
-        net, optimizer = args
-        if config.full_batch:
-            batches = [(xt, yt)] * steps
-        else:
-            order = torch.randperm(n, generator=generator, device=device)
-            xs, ys, b = xt[order], yt[order], config.batch_size
-            batches = ((xs[i * b : (i + 1) * b], ys[i * b : (i + 1) * b]) for i in range(steps))
-        for xb, yb in batches:
-            optimizer.zero_grad()
-            F.cross_entropy(net(xb), yb).backward()
-            optimizer.step()
-        if device != "cpu":
-            torch.cuda.synchronize()  # CUDA runs asynchronously: time the work, not the launch
-
-    return prepare, run
-
-
-# ----------------------------------------------------------------------------- workloads
-
-
 def run_workload(
     workload: Workload,
     base: Config,
@@ -406,7 +243,7 @@ def run_workload(
     iterations = min(workload.iterations, 3) if options.quick else workload.iterations
     config = bench_config(dataclasses.replace(workload, iterations=iterations), base, images)
     x, y = host[0][:images].reshape(images, -1), host[1][:images].astype(np.int32)
-    steps = _steps(config, images)
+    steps = peers.steps_per_call(config, images)
     batch = images if config.full_batch else config.batch_size
     sizes = (784, *workload.hidden, 10)
     cost = workload_cost(sizes, batch, steps, config.full_batch)
@@ -439,24 +276,24 @@ def run_workload(
 def peer_rows(config, x, y, options: Options, device, log: Log) -> list[dict[str, Any]]:
     """Time mnist-jax, the NumPy reference, PyTorch and the per-step jit loop."""
     repeats = options.repeats
-    compile_s, prepare, run, state, trainer = jax_epoch(config, x, y, device)
+    compile_s, prepare, run, state, trainer = peers.jax_epoch(config, x, y, device)
     rows = [row("mnist-jax", time_runs(prepare, run, repeats), compile_s)]
     params0 = jax.device_get(state.params)
     for name, dtype in (("numpy-f32", np.float32), ("numpy-f64", np.float64)):
         try:
-            prepare_np, run_np = numpy_reference(config, x, y, params0, dtype)
+            prepare_np, run_np = peers.numpy_reference(config, x, y, params0, dtype)
         except ImportError:
             rows.append(row(name, None, note="mnist_jax.reference not found"))
             continue
         rows.append(row(name, time_runs(prepare_np, run_np, repeats)))
     try:
-        where = torch_device(trainer.policy.platform, trainer.policy.matmul_precision)
-        prepare_t, run_t = torch_eager(config, x, y, params0, where)
+        where = peers.torch_device(trainer.policy.platform, trainer.policy.matmul_precision)
+        prepare_t, run_t = peers.torch_eager(config, x, y, params0, where)
         rows.append(row("torch-eager", time_runs(prepare_t, run_t, repeats), note=where))
     except ImportError as e:
         missing = "torch not installed: pip install torch" if e.name == "torch" else str(e)
         rows.append(row("torch-eager", None, note=missing))
-    compile_s, prepare_j, run_j = jit_per_step(trainer, x, y, state)
+    compile_s, prepare_j, run_j = peers.jit_per_step(trainer, x, y, state)
     rows.append(row("jit-per-step", time_runs(prepare_j, run_j, repeats), compile_s))
     log("  " + "  ".join(f"{r['peer']} {_seconds(r['median_s'])}" for r in rows))
     return rows
@@ -468,10 +305,10 @@ def sweep_rows(config, x, y, options: Options, device) -> list[dict[str, Any]]:
 
     seeds = list(range(SWEEP_MODELS))
     configs = [config.replace(seed=s) for s in seeds]
-    compile_s, prepare, run = sweep.bench_epoch(configs, bench_splits(x, y), device)
+    compile_s, prepare, run = sweep.bench_epoch(configs, peers.bench_splits(x, y), device)
     rows = [row(f"sweep-x{SWEEP_MODELS}", time_runs(prepare, run, options.repeats), compile_s)]
-    compile_s, _, run_one, _, trainer = jax_epoch(config, x, y, device)
-    starts = [copies_of(trainer.init_state(root_keys(s).init)) for s in seeds]
+    compile_s, _, run_one, _, trainer = peers.jax_epoch(config, x, y, device)
+    starts = [peers.copies_of(trainer.init_state(root_keys(s).init)) for s in seeds]
 
     def run_all(states):
         for state in states:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mnist_jax import mnist, preprocess, serve
+from mnist_jax import httpserver, mnist, preprocess, serve
 from mnist_jax.cli import app
 from mnist_jax.inference import load_predictor
 from tests.test_preprocess import on_paper
@@ -85,7 +85,7 @@ def test_bad_requests_are_400_with_a_message(server, body, message):
 
 
 def test_oversize_body_is_413(server):
-    status, _, raw = call(server, "POST", "/predict", b"x" * (serve.MAX_BODY + 1))
+    status, _, raw = call(server, "POST", "/predict", b"x" * (httpserver.MAX_BODY + 1))
     assert status == 413
     assert "limit" in json.loads(raw)["error"]
 
@@ -366,7 +366,7 @@ def test_a_body_over_the_limit_is_refused_unread(live):
 
 
 def test_a_request_over_the_header_limit_is_431(live):
-    status, _, raw = call(live.address, "GET", "/", headers={"X-Big": "y" * serve.MAX_HEAD})
+    status, _, raw = call(live.address, "GET", "/", headers={"X-Big": "y" * httpserver.MAX_HEAD})
     assert status == 431 and "headers" in json.loads(raw)["error"]
 
 
