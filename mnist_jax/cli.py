@@ -103,6 +103,22 @@ DeviceOption = Annotated[Device, typer.Option(help="Where to run: JAX's default,
 DevicesOption = Annotated[
     int | None, typer.Option(help="Data-parallel over this many devices (default 1).")
 ]
+CoordinatorOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="HOST:PORT",
+        help="Multi-process job: process 0's address (else MNIST_JAX_COORDINATOR; SLURM and "
+        "Open MPI jobs are detected).",
+    ),
+]
+NumProcessesOption = Annotated[
+    int | None,
+    typer.Option(help="Multi-process job: processes in it (else MNIST_JAX_NUM_PROCESSES)."),
+]
+ProcessIdOption = Annotated[
+    int | None,
+    typer.Option(help="Multi-process job: this one's id, 0 to N-1 (else MNIST_JAX_PROCESS_ID)."),
+]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else there.")
 ]
@@ -248,6 +264,9 @@ def train(
         Path | None,
         typer.Option(metavar="DIR", help="Continue the run in this folder from its checkpoint."),
     ] = None,
+    coordinator: CoordinatorOption = None,
+    num_processes: NumProcessesOption = None,
+    process_id: ProcessIdOption = None,
     progress: Annotated[bool, typer.Option(help="Draw a progress bar on a terminal.")] = True,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Resolve the config and data, print the plan, stop.")
@@ -258,7 +277,7 @@ def train(
     as_json: JsonOption = False,
 ) -> None:
     """Train an MLP and report its test accuracy; writes a checkpoint, metrics and a summary."""
-    from mnist_jax import run
+    from mnist_jax import distributed, run
 
     overrides = {
         "epochs": epochs,
@@ -281,8 +300,10 @@ def train(
         progress=progress and not as_json and sys.stderr.isatty(),
         dry_run=dry_run,
         plot=plot,
+        cluster=distributed.settings(coordinator, num_processes, process_id),
     )
-    show(outcome.to_dict(), as_json, lambda _: outcome.lines())
+    if outcome is not None:  # None in the processes other than 0 of a job
+        show(outcome.to_dict(), as_json, lambda _: outcome.lines())
 
 
 @app.command("eval")
@@ -482,10 +503,17 @@ def sweep(
     hidden: HiddenOption = None,
     data_dir: DataDirOption = None,
     dataset: DatasetOption = None,
+    coordinator: CoordinatorOption = None,
+    num_processes: NumProcessesOption = None,
+    process_id: ProcessIdOption = None,
     as_json: JsonOption = False,
     write_json: WriteJsonOption = None,
 ) -> None:
-    """Train one model per (seed, lr) pair at once in one compiled program; one row each."""
+    """Train one model per (seed, lr) pair at once in one compiled program; one row each.
+
+    In a job of several processes, each trains its share of the models; process 0 prints all.
+    """
+    from mnist_jax import distributed
     from mnist_jax import sweep as sweeping
 
     overrides = {
@@ -494,13 +522,35 @@ def sweep(
         "hidden": parse_hidden(hidden),
         **data_overrides(data, data_dir, dataset),
     }
-    rows = sweeping.run_sweep(
+    rows = sweeping.sweep_command(
         resolve(config, overrides),
         parse_numbers(seeds, int, "--seeds"),
         parse_numbers(lrs, float, "--lrs"),
+        distributed.settings(coordinator, num_processes, process_id),
         log=note,
     )
-    show(rows, as_json, sweeping.format_rows, write_json)
+    if rows is not None:  # None in the processes other than 0 of a job
+        show(rows, as_json, sweeping.format_rows, write_json)
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+@reports_errors
+def launch(
+    command: Annotated[
+        list[str], typer.Argument(metavar="-- COMMAND...", help="The mnist-jax command to run.")
+    ],
+    processes: Annotated[
+        int, typer.Option("-n", "--processes", help="How many processes to start.")
+    ] = 2,
+) -> None:
+    """Run a command as a job of N processes on this machine (CPU collectives through gloo).
+
+    Process 0's results go to stdout as they are; every other line is prefixed with [i].
+    Ctrl-C and SIGTERM reach every process; the exit code is the worst of them.
+    """
+    from mnist_jax import launch as launching
+
+    raise typer.Exit(launching.launch(processes, command))
 
 
 # --- data: where MNIST is, fetching it, other formats

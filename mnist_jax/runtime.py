@@ -23,9 +23,9 @@ def select_device(name: str = "auto") -> jax.Device:
     if name not in DEVICE_CHOICES:
         raise MnistJaxError(f"unknown device '{name}': choose one of {', '.join(DEVICE_CHOICES)}")
     if name == "auto":
-        return jax.devices()[0]
+        return jax.local_devices()[0]
     try:
-        return jax.devices(name)[0]
+        return jax.local_devices(backend=name)[0]
     except RuntimeError:
         raise MnistJaxError(
             f"no {name.upper()} found by JAX (it sees: {describe_devices()}); "
@@ -58,24 +58,27 @@ def enable_compilation_cache(folder: Path | None = None) -> Path:
 def placement(name: str = "auto", count: int | None = None) -> jax.Device | jax.sharding.Sharding:
     """Return where a run lives: one device, or a replicated sharding for data parallelism.
 
-    With `count` > 1 the run uses a one-axis mesh named "data" over the first `count`
-    devices: the data and params are
-    replicated and each training batch is split across the devices (`train.make_train_epoch`).
-    On several hosts, call `jax.distributed.initialize()` first; `jax.devices()` then lists
-    every host's devices.
+    With `count` > 1, or in a job of several processes (`mnist_jax.distributed`), the run uses
+    a one-axis mesh named "data" over the first `count` devices of every process, in process
+    order: params are replicated and each batch is split across the devices
+    (`step.make_train_epoch`).
 
     Raises:
-        MnistJaxError: fewer devices than asked for, or a count below 1.
+        MnistJaxError: more devices than this process has, or a count below 1.
     """
     first = select_device(name)
-    devices = jax.devices(first.platform)
+    local = jax.local_devices(backend=first.platform)
     wanted = 1 if count is None else count
-    if wanted < 1 or wanted > len(devices):
+    if wanted < 1 or wanted > len(local):
         raise MnistJaxError(
-            f"--devices {wanted} asked for, but JAX sees {len(devices)} {first.platform} "
-            f"device(s); choose 1 to {len(devices)}"
+            f"--devices {wanted} asked for, but JAX sees {len(local)} {first.platform} "
+            f"device(s){' in this process' if jax.process_count() > 1 else ''}; "
+            f"choose 1 to {len(local)}"
         )
-    if wanted == 1:
+    chosen = []  # the first `wanted` devices of each process, process 0's first
+    for p in range(jax.process_count()):
+        chosen += [d for d in jax.devices(first.platform) if d.process_index == p][:wanted]
+    if len(chosen) == 1:
         return first
-    mesh = jax.sharding.Mesh(np.array(devices[:wanted]), ("data",))
+    mesh = jax.sharding.Mesh(np.array(chosen), ("data",))
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
