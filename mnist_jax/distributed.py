@@ -35,7 +35,10 @@ ENV = {
     "num_processes": "MNIST_JAX_NUM_PROCESSES",
     "process_id": "MNIST_JAX_PROCESS_ID",
 }
-DEFAULT_TIMEOUT_S = 60
+# Seconds to wait for the coordinator (MNIST_JAX_DISTRIBUTED_TIMEOUT changes it): with the
+# start-up, an unreachable coordinator is reported within a minute.
+DEFAULT_TIMEOUT_S = 45
+TIMEOUT_ENV = "MNIST_JAX_DISTRIBUTED_TIMEOUT"
 # Seconds without a heartbeat after which the coordinator declares a process dead and ends the
 # others (JAX's default is 100): a killed process stops the job within this bound.
 HEARTBEAT_TIMEOUT_S = 15
@@ -93,10 +96,15 @@ def detected_cluster() -> str | None:
     return None
 
 
-def join(cluster: Cluster, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+def join(cluster: Cluster, timeout: float | None = None) -> None:
     """Connect this process to the job's others; nothing happens for a single process.
 
     Call before anything asks JAX for a device. CPU devices talk through gloo.
+
+    Args:
+        cluster: the job's settings (`settings`).
+        timeout: seconds to wait for the coordinator; `MNIST_JAX_DISTRIBUTED_TIMEOUT`, else
+            `DEFAULT_TIMEOUT_S`, when None.
 
     Raises:
         MnistJaxError: the coordinator did not answer within `timeout` seconds.
@@ -105,6 +113,12 @@ def join(cluster: Cluster, timeout: float = DEFAULT_TIMEOUT_S) -> None:
 
     if not cluster.multi_process or jax.distributed.is_initialized():
         return
+    if timeout is None:
+        text = os.environ.get(TIMEOUT_ENV, "").strip()
+        try:
+            timeout = float(text) if text else DEFAULT_TIMEOUT_S
+        except ValueError:
+            raise MnistJaxError(f"{TIMEOUT_ENV} must be a number of seconds, got '{text}'") from None
     if cluster.process_id not in (None, 0) and cluster.coordinator is not None:
         wait_for_coordinator(cluster.coordinator, timeout)
     _native_output_to_stderr()
