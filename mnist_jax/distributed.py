@@ -118,7 +118,7 @@ def join(cluster: Cluster, timeout: float | None = None) -> None:
         try:
             timeout = float(text) if text else DEFAULT_TIMEOUT_S
         except ValueError:
-            raise MnistJaxError(f"{TIMEOUT_ENV} must be a number of seconds, got '{text}'") from None
+            raise MnistJaxError(f"{TIMEOUT_ENV} must be seconds, got '{text}'") from None
     if cluster.process_id not in (None, 0) and cluster.coordinator is not None:
         wait_for_coordinator(cluster.coordinator, timeout)
     _native_output_to_stderr()
