@@ -113,11 +113,15 @@ CoordinatorOption = Annotated[
 ]
 NumProcessesOption = Annotated[
     int | None,
-    typer.Option(help="Multi-process job: processes in it (else MNIST_JAX_NUM_PROCESSES)."),
+    typer.Option(
+        metavar="N", help="Multi-process job: processes in it (else MNIST_JAX_NUM_PROCESSES)."
+    ),
 ]
 ProcessIdOption = Annotated[
     int | None,
-    typer.Option(help="Multi-process job: this one's id, 0 to N-1 (else MNIST_JAX_PROCESS_ID)."),
+    typer.Option(
+        metavar="I", help="Multi-process job: this one's id, 0 to N-1 (else MNIST_JAX_PROCESS_ID)."
+    ),
 ]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else there.")
@@ -537,13 +541,18 @@ def sweep(
 @reports_errors
 def launch(
     command: Annotated[
-        list[str], typer.Argument(metavar="-- COMMAND...", help="The mnist-jax command to run.")
+        list[str],
+        typer.Argument(
+            metavar="COMMAND", show_default=False, help="The mnist-jax command and its options."
+        ),
     ],
     processes: Annotated[
-        int, typer.Option("-n", "--processes", help="How many processes to start.")
+        int, typer.Option("-n", "--processes", metavar="N", help="How many processes to start.")
     ] = 2,
 ) -> None:
-    """Run a command as a job of N processes on this machine (CPU collectives through gloo).
+    """Run `mnist-jax COMMAND` as a job of N processes on this machine, e.g. -n 2 -- train.
+
+    For tests and for one node with several GPUs; CPU processes sum through gloo.
 
     Process 0's results go to stdout as they are; every other line is prefixed with [i].
     Ctrl-C and SIGTERM reach every process; the exit code is the worst of them.
