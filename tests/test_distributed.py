@@ -96,7 +96,7 @@ def start_job(args: list[str], port: int, count: int = 2) -> list[subprocess.Pop
 
 
 def test_killed_process_stops_the_job_and_resume_equals_an_uninterrupted_run(tmp_path):
-    args = ["train", "--config", str(SMOKE), "--hidden", "512,512", "--epochs", "4"]
+    args = ["train", "--config", str(SMOKE), "--hidden", "512,512", "--epochs", "4", "--lr", "0.1"]
     args += ["--no-progress"]
     whole = run(mnist_jax("launch", "-n", "2", "--", *args, "--out", str(tmp_path / "whole")))
     assert whole.returncode == 0, whole.stderr
