@@ -92,7 +92,7 @@ def train(
     Args:
         config: the resolved config (`load_config`).
         out: a run folder for checkpoint.npz, metrics.jsonl and summary.json, or None to
-            write nothing.
+            write nothing (only process 0 of a multi-process job writes it).
         splits: the host data (`mnist_jax.data.load(config)`); loaded from the config if None.
         placement: a device, or a replicated sharding over several (`runtime.placement`).
         resume: a checkpoint of this run to continue from.
@@ -111,7 +111,9 @@ def train(
         if resume is not None:
             state = restore_state(resume, state, trainer.placement)
         config = trainer.config  # with the input size and class count read from the data
-        folder = None if out is None else RunFolder(out, config, trainer.data.name, state.epoch)
+        # In a job of several processes, process 0 alone writes the run folder.
+        writes = out is not None and jax.process_index() == 0
+        folder = RunFolder(out, config, trainer.data.name, state.epoch) if writes else None
         state, history = loop.fit(
             trainer, state, log=log, progress=progress, should_stop=should_stop,
             on_epoch=None if folder is None else folder.record,

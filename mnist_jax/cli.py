@@ -122,6 +122,26 @@ MatmulPrecisionOption = Annotated[
         "(TF32 on recent NVIDIA GPUs), high or highest."
     ),
 ]
+CoordinatorOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="HOST:PORT",
+        help="Multi-process job: process 0's address (else MNIST_JAX_COORDINATOR; SLURM and "
+        "Open MPI jobs are detected).",
+    ),
+]
+NumProcessesOption = Annotated[
+    int | None,
+    typer.Option(
+        metavar="N", help="Multi-process job: processes in it (else MNIST_JAX_NUM_PROCESSES)."
+    ),
+]
+ProcessIdOption = Annotated[
+    int | None,
+    typer.Option(
+        metavar="I", help="Multi-process job: this one's id, 0 to N-1 (else MNIST_JAX_PROCESS_ID)."
+    ),
+]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else there.")
 ]
@@ -275,6 +295,9 @@ def train(
         Path | None,
         typer.Option(metavar="DIR", help="Continue the run in this folder from its checkpoint."),
     ] = None,
+    coordinator: CoordinatorOption = None,
+    num_processes: NumProcessesOption = None,
+    process_id: ProcessIdOption = None,
     progress: Annotated[bool, typer.Option(help="Draw a progress bar on a terminal.")] = True,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Resolve the config and data, print the plan, stop.")
@@ -285,7 +308,7 @@ def train(
     as_json: JsonOption = False,
 ) -> None:
     """Train an MLP and report its test accuracy; writes a checkpoint, metrics and a summary."""
-    from mnist_jax import run
+    from mnist_jax import distributed, run
 
     overrides = {
         "epochs": epochs,
@@ -309,8 +332,10 @@ def train(
         progress=progress and not as_json and sys.stderr.isatty(),
         dry_run=dry_run,
         plot=plot,
+        cluster=distributed.settings(coordinator, num_processes, process_id),
     )
-    show(outcome.to_dict(), as_json, lambda _: outcome.lines())
+    if outcome is not None:  # None in the processes other than 0 of a job
+        show(outcome.to_dict(), as_json, lambda _: outcome.lines())
 
 
 @app.command("eval")
@@ -544,10 +569,17 @@ def sweep(
     device: DeviceOption = Device.auto,
     devices: DevicesOption = None,
     matmul_precision: MatmulPrecisionOption = None,
+    coordinator: CoordinatorOption = None,
+    num_processes: NumProcessesOption = None,
+    process_id: ProcessIdOption = None,
     as_json: JsonOption = False,
     write_json: WriteJsonOption = None,
 ) -> None:
-    """Train one model per (seed, lr) pair at once in one compiled program; one row each."""
+    """Train one model per (seed, lr) pair at once in one compiled program; one row each.
+
+    In a job of several processes, each trains its share of the models; process 0 prints all.
+    """
+    from mnist_jax import distributed
     from mnist_jax import sweep as sweeping
 
     overrides = {
@@ -557,14 +589,42 @@ def sweep(
         "matmul_precision": matmul_precision and matmul_precision.value,
         **data_overrides(data, data_dir, dataset),
     }
-    rows = sweeping.run_sweep(
+    rows = sweeping.sweep_command(
         resolve(config, overrides),
         parse_numbers(seeds, int, "--seeds"),
         parse_numbers(lrs, float, "--lrs"),
-        device=placement(device, devices),
+        distributed.settings(coordinator, num_processes, process_id),
+        device=device.value,
+        devices=devices,
         log=note,
     )
-    show(rows, as_json, sweeping.format_rows, write_json)
+    if rows is not None:  # None in the processes other than 0 of a job
+        show(rows, as_json, sweeping.format_rows, write_json)
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+@reports_errors
+def launch(
+    command: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="COMMAND", show_default=False, help="The mnist-jax command and its options."
+        ),
+    ],
+    processes: Annotated[
+        int, typer.Option("-n", "--processes", metavar="N", help="How many processes to start.")
+    ] = 2,
+) -> None:
+    """Run `mnist-jax COMMAND` as a job of N processes on this machine, e.g. -n 2 -- train.
+
+    For tests and for one node with several GPUs; CPU processes sum through gloo.
+
+    Process 0's results go to stdout as they are; every other line is prefixed with [i].
+    Ctrl-C and SIGTERM reach every process; the exit code is the worst of them.
+    """
+    from mnist_jax import launch as launching
+
+    raise typer.Exit(launching.launch(processes, command))
 
 
 @app.command("configs")

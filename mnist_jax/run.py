@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mnist_jax import checkpoint, memory, owndata, rundir, runtime
+from mnist_jax import checkpoint, distributed, memory, owndata, rundir, runtime
 from mnist_jax.config import Config, load_config
 from mnist_jax.console import note
 from mnist_jax.errors import ConfigError, Interrupted, MnistJaxError
@@ -48,8 +48,15 @@ def train_command(
     dry_run: bool,
     plot: bool = False,
     devices: int | None = None,
+    cluster: distributed.Cluster | None = None,
 ) -> Any:
-    """Resolve the config (or a run to resume), then train and report; see `mnist-jax train`."""
+    """Resolve the config (or a run to resume), then train and report; see `mnist-jax train`.
+
+    In a job of several processes (`cluster`), every process trains its share of each batch;
+    process 0 alone writes the run folder and returns the result (the others return None).
+    """
+    distributed.join(cluster or distributed.Cluster())
+    lead = distributed.is_lead()
     if plot:  # fail before training, not after, when matplotlib is missing
         from mnist_jax import plots
 
@@ -75,18 +82,28 @@ def train_command(
                 f"{out} already holds a run; continue it with --resume {out} "
                 "or choose another --out"
             )
-    check_writable(out)
-    check_free_space(out, config)
+    if lead:
+        check_writable(out)
+        check_free_space(out, config)
     jax_device = runtime.placement(device, devices)  # turns on the compilation cache too
+    from mnist_jax import trainer
+
+    trainer.check_batch_size(config, jax_device)
     if dry_run:
-        return plan(config, out, jax_device)
+        return plan(config, out, jax_device) if lead else None
     from mnist_jax import api
 
     try:
-        with stop_on_interrupt() as should_stop, progress_bar(progress) as (callback, line):
+        with (
+            stop_on_interrupt() as should_stop,
+            progress_bar(progress and lead) as (
+                callback,
+                line,
+            ),
+        ):
             result = api.train(
-                config, out, placement=jax_device, log=line, progress=callback, resume=ckpt,
-                should_stop=should_stop,
+                config, out, placement=jax_device, log=line if lead else _quiet,
+                progress=callback, resume=ckpt, should_stop=distributed.agreed(should_stop),
             )  # fmt: skip
     except Interrupted as e:
         raise Interrupted(f"{e}; {rundir.how_to_continue(out)}") from None
@@ -103,11 +120,17 @@ def train_command(
         raise MnistJaxError(
             f"could not write {e.filename or out}: {e.strerror or e}; {rundir.how_to_continue(out)}"
         ) from None
+    if not lead:
+        return None
     if plot:
         for path in plots.plot_result(result, out, log=log):
             log(f"plot {path}")
     log(f"run saved in {out}  (evaluate again with: mnist-jax eval {out})")
     return result
+
+
+def _quiet(line: str) -> None:
+    """The log of processes other than 0: their epochs are process 0's."""
 
 
 def num_params(config: Config) -> int:

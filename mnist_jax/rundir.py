@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax import checkpoint
+from mnist_jax import checkpoint, shards
 from mnist_jax.config import Config
 from mnist_jax.errors import MnistJaxError
 from mnist_jax.files import atomic_write_bytes, atomic_write_json
@@ -75,13 +75,13 @@ def restore_state(
                 f"the checkpoint's optimiser array {i} has shape {saved.shape}, "
                 f"this config's optimiser needs {like.shape}"
             )
-    params = jax.device_put(
+    params = shards.put(
         [{k: jnp.asarray(v) for k, v in layer.items()} for layer in ckpt.params], placement
     )
     opt_state = jax.tree_util.tree_unflatten(
         treedef,
         [
-            jax.device_put(np.asarray(saved, dtype=like.dtype), placement)
+            shards.put(np.asarray(saved, dtype=like.dtype), placement)
             for saved, like in zip(ckpt.opt_leaves, leaves)
         ],
     )

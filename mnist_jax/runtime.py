@@ -23,9 +23,9 @@ def select_device(name: str = "auto") -> jax.Device:
     if name not in DEVICE_CHOICES:
         raise MnistJaxError(f"unknown device '{name}': choose one of {', '.join(DEVICE_CHOICES)}")
     if name == "auto":
-        return jax.devices()[0]
+        return jax.local_devices()[0]
     try:
-        return jax.devices(name)[0]
+        return jax.local_devices(backend=name)[0]
     except RuntimeError as e:
         raise MnistJaxError(
             f"--device {name}: JAX says: {one_line(e)} (it sees: {describe_devices()}); "
@@ -73,25 +73,28 @@ def placement(name: str = "auto", count: int | None = None) -> jax.Device | jax.
     Every command that compiles resolves its placement here, so this is also where the
     persistent compilation cache is turned on (`enable_compilation_cache`).
 
-    With `count` > 1 the run uses a one-axis mesh named "data" over the first `count`
-    devices: the data and params are
-    replicated and each training batch is split across the devices (`train.make_train_epoch`).
-    On several hosts, call `jax.distributed.initialize()` first; `jax.devices()` then lists
-    every host's devices.
+    With `count` > 1, or in a job of several processes (`mnist_jax.distributed`), the run uses
+    a one-axis mesh named "data" over the first `count` devices of every process, in process
+    order: params are replicated and each batch is split across the devices
+    (`step.make_train_epoch`).
 
     Raises:
-        MnistJaxError: fewer devices than asked for, or a count below 1.
+        MnistJaxError: more devices than this process has, or a count below 1.
     """
     first = select_device(name)
     enable_compilation_cache()
-    devices = jax.devices(first.platform)
+    local = jax.local_devices(backend=first.platform)
     wanted = 1 if count is None else count
-    if wanted < 1 or wanted > len(devices):
+    if wanted < 1 or wanted > len(local):
         raise MnistJaxError(
-            f"--devices {wanted} asked for, but JAX sees {len(devices)} {first.platform} "
-            f"device(s); choose 1 to {len(devices)}"
+            f"--devices {wanted} asked for, but JAX sees {len(local)} {first.platform} "
+            f"device(s){' in this process' if jax.process_count() > 1 else ''}; "
+            f"choose 1 to {len(local)}"
         )
-    if wanted == 1:
+    chosen = []  # the first `wanted` devices of each process, process 0's first
+    for p in range(jax.process_count()):
+        chosen += [d for d in jax.devices(first.platform) if d.process_index == p][:wanted]
+    if len(chosen) == 1:
         return first
-    mesh = jax.sharding.Mesh(np.array(devices[:wanted]), ("data",))
+    mesh = jax.sharding.Mesh(np.array(chosen), ("data",))
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())

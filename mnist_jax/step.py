@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mnist_jax import backend, model
+from mnist_jax import backend, model, shards
 from mnist_jax.backend import Policy
 from mnist_jax.config import Config
 
@@ -151,9 +151,11 @@ def make_train_epoch(
 
     Signature: train_epoch(params, opt_state, x, y, key, first, *, num_steps) ->
     (params, opt_state, loss_sum), with x (N, 784) uint8 and y (N,) int32 the whole training
-    split on the device, `key` the epoch's shuffle key and `first` (a device int32) the
-    index of the first batch to run. It draws one permutation of the split, then scans
-    `num_steps` contiguous batches of it, gathering each batch inside the loop. With
+    split on the device (or x (num_steps, batch, 784) and y (num_steps, batch): the epoch's
+    batches already drawn, as a multi-process run hands them over), `key` the epoch's shuffle
+    key and `first` (a device int32) the index of the first batch to run. It draws one
+    permutation of the split, then scans `num_steps` contiguous batches of it, gathering each
+    batch inside the loop. With
     batch_size = "full" each of the `num_steps` iterations sees the whole split, unshuffled.
     Params and optimiser state are donated.
     With `sharding` (a replicated `NamedSharding` over a mesh with a "data" axis; see
@@ -173,6 +175,13 @@ def make_train_epoch(
             )
             return params, opt_state, values
 
+        if x.ndim == 3:  # (steps, batch, 784): batches already drawn (`shards.host_drawn_epoch`)
+            (params, opt_state), values = jax.lax.scan(
+                lambda carry, xy: _step_carry(step, carry, split(xy[0], 0), split(xy[1], 0)),
+                (params, opt_state),
+                (x, y),
+            )
+            return params, opt_state, jnp.sum(values)
         batch = config.batch_size
         order = jax.random.permutation(key, x.shape[0])
         take = jax.lax.dynamic_slice_in_dim(order, first * batch, num_steps * batch)
@@ -181,8 +190,7 @@ def make_train_epoch(
         def body(carry, idx):
             # Gathering each batch inside the loop keeps it in cache; gathering the whole
             # epoch first writes and re-reads a shuffled copy of the set (~15% slower).
-            params, opt_state, value = step(*carry, split(x[idx], 0), split(y[idx], 0))
-            return (params, opt_state), value
+            return _step_carry(step, carry, split(x[idx], 0), split(y[idx], 0))
 
         (params, opt_state), values = jax.lax.scan(body, (params, opt_state), take)
         return params, opt_state, jnp.sum(values)
@@ -190,15 +198,17 @@ def make_train_epoch(
     return jax.jit(train_epoch, static_argnames="num_steps", donate_argnums=(0, 1))
 
 
+def _step_carry(step: Callable, carry: tuple, x: jax.Array, y: jax.Array) -> tuple:
+    """One scan iteration: (params, opt_state) -> ((params, opt_state), loss)."""
+    params, opt_state, value = step(*carry, x, y)
+    return (params, opt_state), value
+
+
 def _split_batch(sharding: jax.sharding.Sharding | None, a: jax.Array, axis: int) -> jax.Array:
     """Constrain `a` to be split along `axis` over the "data" axis of `sharding`'s mesh."""
     if not isinstance(sharding, jax.sharding.NamedSharding) or sharding.mesh.size == 1:
         return a
-    spec = [None] * a.ndim
-    spec[axis] = "data"
-    return jax.lax.with_sharding_constraint(
-        a, jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*spec))
-    )
+    return jax.lax.with_sharding_constraint(a, shards.split_rows(sharding, a.ndim, axis))
 
 
 def make_evaluate(config: Config, policy: Policy | None = None) -> Callable:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mnist_jax import data, memory, optim, step
+from mnist_jax import data, distributed, memory, optim, step
 from mnist_jax.config import Config
 from mnist_jax.data import Splits
 from mnist_jax.errors import ConfigError
@@ -98,13 +98,64 @@ def run_sweep(
     Raises:
         ConfigError: no models, or an optimiser the sweep cannot vectorise (L-BFGS).
     """
+    models = grid(config, seeds, lrs)
+    with precision(config):
+        return _run_sweep(config, models, device, log)
+
+
+def grid(config: Config, seeds: Sequence[int], lrs: Sequence[float]) -> list[tuple[int, float]]:
+    """The sweep's (seed, lr) models in table order.
+
+    Raises:
+        ConfigError: no models, or an optimiser the sweep cannot vectorise (L-BFGS).
+    """
     if config.optimizer == "lbfgs":
         raise ConfigError("a sweep trains SGD models only (sgd, momentum or nesterov), not lbfgs")
     models = list(itertools.product(seeds, lrs))
     if not models:
         raise ConfigError("a sweep needs at least one seed and one learning rate")
-    with precision(config):
-        return _run_sweep(config, models, device, log)
+    return models
+
+
+RESULTS = ("train_loss", "val_accuracy", "val_loss", "test_accuracy", "test_loss")
+
+
+def sweep_command(
+    config: Config,
+    seeds: Sequence[int],
+    lrs: Sequence[float],
+    cluster: distributed.Cluster | None = None,
+    *,
+    device: str = "auto",
+    devices: int | None = None,
+    log: Log = print,
+) -> list[dict[str, Any]] | None:
+    """What `mnist-jax sweep` does: the rows of `run_sweep`, shared among a job's processes.
+
+    In one process the models train on `--device`/`--devices` (`runtime.placement`, resolved
+    after joining the job). In a job of several processes each trains its contiguous share
+    of the models (with `vmap` on its own device) and process 0 gathers the rows; it returns
+    them, the others None.
+    """
+    from mnist_jax import runtime
+
+    distributed.join(cluster or distributed.Cluster())
+    if jax.process_count() == 1:
+        return run_sweep(config, seeds, lrs, device=runtime.placement(device, devices), log=log)
+    models = grid(config, seeds, lrs)
+    ours = [models[i] for i in distributed.share(len(models))]
+    rows = []
+    if ours:
+        with precision(config):
+            rows = _run_sweep(config, ours, jax.local_devices()[0], log)
+    table = np.array([[r.get(k, np.nan) for k in RESULTS] for r in rows], np.float64)
+    table = distributed.gather_rows(table.reshape(len(rows), len(RESULTS)), len(models))
+    if not distributed.is_lead():
+        return None
+    return [
+        {"seed": seed, "lr": lr, **{k: float(v) for k, v in zip(RESULTS, values) if v == v}}
+        for (seed, lr), values in zip(models, table)
+    ]
 
 
 def _run_sweep(config, models, placement, log) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mnist_jax import backend, checkpoint, model, optim, owndata, step
+from mnist_jax import backend, checkpoint, model, optim, owndata, shards, step
 from mnist_jax.config import Config
 from mnist_jax.data import Splits
 from mnist_jax.errors import MnistJaxError
@@ -44,14 +44,14 @@ class EvalBatches(NamedTuple):
     @property
     def count(self) -> int:
         """The number of real (unpadded) examples."""
-        return int(np.asarray(jax.device_get(self.mask)).sum())
+        return int(jax.jit(jnp.sum)(self.mask))
 
 
 class DeviceData(NamedTuple):
     """Everything a run reads, already on the device."""
 
     name: str  # dataset name recorded in the outputs
-    train: DeviceSplit
+    train: DeviceSplit  # host arrays when the run spans processes (each epoch draws its rows)
     validation: EvalBatches | None
     test: EvalBatches
     train_eval: EvalBatches  # the training split again, batched for evaluation
@@ -86,9 +86,14 @@ def to_device(x: np.ndarray, y: np.ndarray, placement: Placement) -> DeviceSplit
 def eval_batches(
     x: np.ndarray, y: np.ndarray, batch_size: int, placement: Placement
 ) -> EvalBatches:
-    """Pad a split to whole batches of `batch_size` (the last one masked) on `placement`."""
+    """Pad a split to whole batches of `batch_size` (the last one masked) on `placement`.
+
+    Each batch is split over the placement's devices (its size rounded up to a multiple of
+    their count); every process sends only its devices' rows.
+    """
     n = len(x)
-    size = max(1, min(batch_size, n))
+    devices = shards.device_count(placement)
+    size = -(-max(1, min(batch_size, n)) // devices) * devices
     count = max(1, math.ceil(n / size))
     pad = count * size - n
     flat = x.reshape(n, -1)  # (n, pixels)
@@ -96,17 +101,30 @@ def eval_batches(
     ys = np.concatenate([y.astype(np.int32), np.zeros(pad, np.int32)])
     mask = np.arange(count * size) < n
     return EvalBatches(
-        *(jax.device_put(a.reshape(count, size, *a.shape[1:]), placement) for a in (xs, ys, mask))
+        *(
+            shards.put_rows(a.reshape(count, size, *a.shape[1:]), placement, 1)
+            for a in (xs, ys, mask)
+        )
     )
 
 
 def put_splits(config: Config, splits: Splits, placement: Placement) -> DeviceData:
-    """Move a run's host splits to `placement`; evaluation splits padded to whole batches."""
+    """Move a run's host splits to `placement`; evaluation splits padded to whole batches.
+
+    When the placement spans processes, the training split stays on the host: each epoch
+    sends every process's share of its batches (`shards.host_drawn_epoch`).
+    """
     batch = config.eval_batch_size
     val = splits.validation
+    x, y = splits.train
+    train = (
+        DeviceSplit(x.reshape(len(x), -1), y.astype(np.int32))
+        if shards.spans_processes(placement)
+        else to_device(x, y, placement)
+    )
     return DeviceData(
         name=splits.name,
-        train=to_device(*splits.train, placement),
+        train=train,
         validation=eval_batches(*val, batch, placement) if len(val.x) else None,
         test=eval_batches(*splits.test, batch, placement),
         train_eval=eval_batches(*splits.train, batch, placement),
@@ -156,22 +174,15 @@ class Trainer:
 
     def epoch_key(self, epoch: int) -> jax.Array:
         """The shuffle key of epoch `epoch` (0-based), committed to the run's placement."""
-        return jax.device_put(epoch_key(self.keys, epoch), self.placement)
+        return self.put(epoch_key(self.keys, epoch))
 
     def put(self, value: Any) -> Any:
         """Commit a host value (a step index, a pytree) to the run's placement."""
-        return jax.device_put(value, self.placement)
+        return shards.put(value, self.placement)
 
     def metrics(self, params: Any, split: str) -> dict[str, float]:
         """Loss (without L2) and accuracy of `params` on "test", "validation" or "train"."""
         return step.metrics_of(self.evaluate(params, self.data.eval_split(split)))
-
-
-def first_device(placement: Placement) -> jax.Device:
-    """The device that holds a single-device placement, or the lowest-id device of a mesh."""
-    if isinstance(placement, jax.Device):
-        return placement
-    return min(placement.device_set, key=lambda d: d.id)
 
 
 def init_state(
@@ -179,7 +190,7 @@ def init_state(
     placement: Placement,
 ) -> TrainState:  # fmt: skip
     """Draw the config's initial parameters on `placement` and the optimiser's state."""
-    with jax.default_device(first_device(placement)):
+    with jax.default_device(shards.local_device(placement)):
         params = model.init_params(
             init_key,
             checkpoint.layer_sizes(config),
@@ -195,7 +206,7 @@ def init_state(
         opt_state = jax.tree_util.tree_map(jnp.copy, optimizer.init(params))
         # Committed to `placement` like the jitted outputs, so the second epoch does not
         # compile again for a different placement.
-        return TrainState(*jax.device_put((params, opt_state), placement))
+        return TrainState(*shards.put((params, opt_state), placement))
 
 
 def build(
@@ -220,9 +231,10 @@ def build(
     Returns:
         The Trainer; its `init_state()` draws the initial parameters.
     """
-    placement = placement or jax.devices()[0]
+    placement = placement or jax.local_devices()[0]
     config = owndata.fit_config(config, splits.image_shape, splits.num_classes, splits.name)
     num_train = len(splits.train.x)
+    check_batch_size(config, placement, num_train)
     optimizer = optimizer or optim.make_optimizer(config, num_train)
     policy = backend.policy(config, placement)
     loss_fn = step.make_loss(config, num_train, policy)
@@ -236,6 +248,41 @@ def build(
         optimizer=optimizer,
         loss_fn=loss_fn,
         step=one_step,
-        train_epoch=step.make_train_epoch(config, one_step, placement),
+        train_epoch=make_epoch(config, one_step, placement),
         evaluate=step.make_evaluate(config, policy),
     )
+
+
+def make_epoch(config: Config, one_step: Callable, placement: Placement) -> Callable:
+    """The run's jitted epoch; across processes, one that draws each process's rows on the host."""
+    train_epoch = step.make_train_epoch(config, one_step, placement)
+    if not shards.spans_processes(placement):
+        return train_epoch
+    batch = 0 if config.full_batch else config.batch_size
+    return shards.host_drawn_epoch(train_epoch, placement, batch)
+
+
+def check_batch_size(config: Config, placement: Placement, num_train: int | None = None) -> None:
+    """Fail unless each training batch splits evenly over the placement's devices.
+
+    Raises:
+        MnistJaxError: a batch size that is not a multiple of the device count, or (full
+            batch across processes) a training split that is not.
+    """
+    devices = shards.device_count(placement)
+    if (
+        config.full_batch
+        and num_train
+        and num_train % devices
+        and shards.spans_processes(placement)
+    ):
+        raise MnistJaxError(
+            f"full-batch training across processes needs a training split that divides over "
+            f"{devices} devices, and it has {num_train} images; change validation_size"
+        )
+    if devices > 1 and not config.full_batch and config.batch_size % devices:
+        raise MnistJaxError(
+            f"batch size {config.batch_size} does not split over {devices} devices; "
+            f"choose a multiple of {devices} (e.g. --batch-size "
+            f"{max(devices, config.batch_size // devices * devices)})"
+        )
