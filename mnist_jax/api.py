@@ -24,7 +24,8 @@ from mnist_jax import checkpoint, data, evaluation, loop, memory, model
 from mnist_jax.config import Config
 from mnist_jax.data import Splits
 from mnist_jax.rundir import RunFolder, restore_state
-from mnist_jax.trainer import Placement, Trainer, build, first_device, precision
+from mnist_jax.shards import local_device
+from mnist_jax.trainer import Placement, Trainer, build, precision
 
 Log = Callable[[str], None]
 
@@ -105,7 +106,7 @@ def train(
     with precision(config):
         splits = data.load(config, log) if splits is None else splits
         # Before any device array exists: a run that cannot fit ends here, in one line.
-        memory.check_run(config, splits, first_device(placement or jax.devices()[0]))
+        memory.check_run(config, splits, local_device(placement or jax.local_devices()[0]))
         trainer = build(config, splits, placement)
         state = trainer.init_state()
         if resume is not None:
@@ -164,7 +165,7 @@ def evaluate(
         config = config.replace(matmul_precision=matmul_precision)
     with precision(config):
         splits = data.load(config, log)
-        memory.check_run(config, splits, first_device(placement or jax.devices()[0]))
+        memory.check_run(config, splits, local_device(placement or jax.local_devices()[0]))
         trainer: Trainer = build(config, splits, placement)
         return evaluation.evaluate(trainer, trainer.put(model_or_path.params), split)
 

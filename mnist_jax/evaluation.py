@@ -18,7 +18,8 @@ import numpy as np
 from mnist_jax import checkpoint, data, memory, report
 from mnist_jax.config import Config
 from mnist_jax.inference import make_classify
-from mnist_jax.trainer import EvalBatches, Trainer, build, first_device, precision
+from mnist_jax.shards import local_device
+from mnist_jax.trainer import EvalBatches, Trainer, build, precision
 
 Log = Callable[[str], None]
 
@@ -120,7 +121,7 @@ def evaluate_checkpoint(
         config = config.replace(matmul_precision=matmul_precision)
     with precision(config):
         splits = data.load(config, log)
-        memory.check_run(config, splits, first_device(placement or jax.devices()[0]))
+        memory.check_run(config, splits, local_device(placement or jax.local_devices()[0]))
         trainer = build(config, splits, placement)
         result = evaluate(trainer, trainer.put(ckpt.params), split)
     return (

@@ -240,13 +240,13 @@ class Plan:
 def plan(config: Config, out: Path, device: Any) -> Plan:
     """Read the config's data (on the host only) and say what a run would do."""
     from mnist_jax import data, optim
-    from mnist_jax.trainer import first_device
+    from mnist_jax.shards import local_device
 
     splits = data.load(config, log)
     config = owndata.fit_config(config, splits.image_shape, splits.num_classes, splits.name)
     sizes = {name: len(getattr(splits, name).x) for name in ("train", "validation", "test")}
     steps = optim.steps_per_epoch(config, sizes["train"])
-    estimate = memory.plan(config, sizes, first_device(device))
+    estimate = memory.plan(config, sizes, local_device(device))
     return Plan(config, splits.name, sizes, steps, str(device), str(out), estimate)
 
 
