@@ -1,9 +1,11 @@
 """Run the side-by-side benchmark; the same as `mnist-jax bench` (see its --help).
 
-MNIST_JAX_DATA=/path/to/mnist python scripts/bench.py --json bench.json
+MNIST_JAX_DATA=/path/to/mnist python scripts/bench.py --repeats 5 --write-json bench.json
 """
 
-from mnist_jax.cli import app
+import sys
+
+from mnist_jax.cli import main
 
 if __name__ == "__main__":
-    app(["bench", *__import__("sys").argv[1:]])
+    sys.exit(main(["bench", *sys.argv[1:]]))

@@ -54,3 +54,19 @@ def test_workload_cost_counts_forward_and_backward_products():
 def test_unknown_workload_is_a_config_error():
     with pytest.raises(bench.ConfigError, match="unknown workload 'huge'"):
         bench.run_benchmark(["huge"])
+
+
+def test_the_bench_script_is_the_bench_command():
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    args = ["--quick", "--repeats", "1", "--dataset", "sample", "--workloads", "tiny", "--json"]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), *args],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert [w["name"] for w in report["workloads"]] == ["tiny"]
