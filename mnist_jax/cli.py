@@ -336,14 +336,14 @@ def main(args: list[str] | None = None) -> int:
         code = command.main(args, prog_name="mnist-jax", standalone_mode=False)
     except usage_error as e:
         if type(e).__name__ == "NoArgsIsHelpError":  # `mnist-jax` alone: show the help
-            typer.echo(e.format_message(), err=True)
+            note(e.format_message())
             return EXIT_BAD_INPUT
         where = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
-        typer.echo(f"error: {e.format_message()}{where}", err=True)
+        note(f"error: {e.format_message()}{where}")
         return EXIT_BAD_INPUT
     except typer.Exit as e:
         return e.exit_code
     except typer.Abort:
-        typer.echo("error: interrupted", err=True)
+        note("error: interrupted")
         return 130
     return code if isinstance(code, int) else 0

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mnist_jax.console import emit_json
+from mnist_jax.console import emit_json, note
 from mnist_jax.errors import ConfigError, MnistJaxError
 
 app = typer.Typer(
@@ -157,7 +157,7 @@ CheckpointArgument = Annotated[
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """Print `message` as one error line on stderr; return the Exit to raise."""
-    typer.echo(f"error: {message}", err=True)
+    note(f"error: {message}")
     return typer.Exit(code)
 
 
