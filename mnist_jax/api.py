@@ -106,8 +106,11 @@ def train(
     with precision(config):
         splits = data.load(config, log) if splits is None else splits
         # Before any device array exists: a run that cannot fit ends here, in one line.
-        memory.check_run(config, splits, local_device(placement or jax.local_devices()[0]))
+        estimate = memory.check_run(
+            config, splits, local_device(placement or jax.local_devices()[0])
+        )
         trainer = build(config, splits, placement)
+        memory.check_compiled(estimate, trainer)  # before the parameters are drawn
         state = trainer.init_state()
         if resume is not None:
             state = restore_state(resume, state, trainer.placement)

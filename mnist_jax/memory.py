@@ -15,21 +15,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from mnist_jax import checkpoint
 from mnist_jax.config import Config
 from mnist_jax.errors import MnistJaxError
 from mnist_jax.limits import available_host_bytes, size_text
 
-PIXELS = 784
 # Float arrays per hidden unit and example in a training step: pre-activation, activation and
 # their gradients (XLA fuses some; the estimate keeps them all).
 STEP_ACTIVATIONS = 4
 EVAL_ACTIVATIONS = 2  # the forward pass only: pre-activation and activation
 LBFGS_BUFFERS = 2 * 10 + 3  # 10 (s, y) pairs, and the previous params, gradient and direction
-
-
-def layer_sizes(config: Config) -> tuple[int, ...]:
-    """(784, *hidden, 10): the widths of the config's MLP."""
-    return (PIXELS, *config.hidden, 10)
 
 
 def optimizer_buffers(config: Config) -> int:
@@ -50,7 +45,7 @@ def estimate(config: Config, sizes: dict[str, int], models: int = 1) -> dict[str
         "dataset", "evaluation activations"}: bytes.
     """
     item = 8 if config.dtype == "float64" else 4
-    widths = layer_sizes(config)
+    widths = checkpoint.layer_sizes(config)
     numbers = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
     params = numbers * item * models
     batch = sizes["train"] if config.full_batch else min(config.batch_size, sizes["train"])
@@ -63,7 +58,7 @@ def estimate(config: Config, sizes: dict[str, int], models: int = 1) -> dict[str
         "optimizer state": optimizer_buffers(config) * params,
         "training activations": STEP_ACTIVATIONS * batch * units * models,
         # Training images and labels, then every split again in padded evaluation batches.
-        "dataset": sizes["train"] * (PIXELS + 4) + padded * (PIXELS + 4 + 1),
+        "dataset": sizes["train"] * (widths[0] + 4) + padded * (widths[0] + 4 + 1),
         "evaluation activations": EVAL_ACTIVATIONS * eval_batch * units * models,
     }
 
@@ -90,6 +85,12 @@ class MemoryPlan:
     device: str
     offer: int
     source: str
+    compiled: int | None = None  # JAX's own count for one compiled epoch, when asked for
+
+    @property
+    def need(self) -> int:
+        """The larger of the estimate and JAX's count for the epoch (which omits evaluation)."""
+        return max(self.total, self.compiled or 0)
 
     @property
     def total(self) -> int:
@@ -97,12 +98,13 @@ class MemoryPlan:
 
     @property
     def fits(self) -> bool:
-        return self.total <= self.offer
+        return self.need <= self.offer
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "bytes": dict(self.parts),
             "total_bytes": self.total,
+            "compiled_epoch_bytes": self.compiled,
             "models": self.models,
             "device": self.device,
             "available_bytes": self.offer,
@@ -113,8 +115,13 @@ class MemoryPlan:
     def lines(self) -> list[str]:
         parts = ", ".join(f"{name} {size_text(n)}" for name, n in self.parts.items() if n)
         verdict = "fits" if self.fits else "does NOT fit"
+        compiled = (
+            [] if self.compiled is None
+            else [f"           JAX's compiled epoch: {size_text(self.compiled)} (memory_analysis)"]
+        )  # fmt: skip
         return [
             f"memory     about {size_text(self.total)} ({parts})",
+            *compiled,
             f"           {verdict} in {size_text(self.offer)} ({self.source})",
         ]
 
@@ -133,6 +140,12 @@ def check(memory: MemoryPlan) -> MemoryPlan:
     """
     if memory.fits:
         return memory
+    if memory.compiled is not None and memory.compiled > memory.total:
+        raise MnistJaxError(
+            f"not enough memory: JAX's compiled epoch alone needs {size_text(memory.compiled)} "
+            f"but {memory.device} offers {size_text(memory.offer)} ({memory.source}); "
+            "reduce --batch-size or --hidden"
+        )
     largest = max(memory.parts, key=memory.parts.get)
     advice = {
         "dataset": "use fewer images (--data-path a smaller set) or a larger machine",
@@ -150,6 +163,22 @@ def check_run(config: Config, splits: Any, device: Any, models: int = 1) -> Memo
     """`check(plan(...))` for host splits (`mnist_jax.data.Splits`) about to go to `device`."""
     sizes = {name: len(getattr(splits, name).x) for name in ("train", "validation", "test")}
     return check(plan(config, sizes, device, models))
+
+
+def check_compiled(memory: MemoryPlan, trainer: Any) -> MemoryPlan:
+    """Refine a plan that comes close to the offer with JAX's own count of the epoch.
+
+    The arithmetic errs high but misses what XLA adds (temporaries of the line search, a
+    fusion's buffers); when it reaches half of what the device offers, the epoch is compiled
+    for its `memory_analysis()` (its state from `jax.eval_shape`, nothing allocated) and the
+    larger figure decides.
+
+    Raises:
+        MnistJaxError: JAX's count exceeds the offer.
+    """
+    if memory.total * 2 < memory.offer:
+        return memory
+    return check(dataclasses.replace(memory, compiled=trainer.compiled_epoch_bytes()))
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -238,8 +238,14 @@ class Plan:
 
 
 def plan(config: Config, out: Path, device: Any) -> Plan:
-    """Read the config's data (on the host only) and say what a run would do."""
-    from mnist_jax import data, optim
+    """Read the config's data and say what a run would do, with its memory plan.
+
+    When the data fits, it goes on the device and the epoch is compiled (not run) so that the
+    plan also shows JAX's own count (`Trainer.compiled_epoch_bytes`); no parameter is drawn.
+    """
+    import dataclasses
+
+    from mnist_jax import data, optim, trainer
     from mnist_jax.shards import local_device
 
     splits = data.load(config, log)
@@ -247,6 +253,10 @@ def plan(config: Config, out: Path, device: Any) -> Plan:
     sizes = {name: len(getattr(splits, name).x) for name in ("train", "validation", "test")}
     steps = optim.steps_per_epoch(config, sizes["train"])
     estimate = memory.plan(config, sizes, local_device(device))
+    if estimate.parts["dataset"] < estimate.offer:
+        with trainer.precision(config):
+            built = trainer.build(config, splits, device)
+            estimate = dataclasses.replace(estimate, compiled=built.compiled_epoch_bytes())
     return Plan(config, splits.name, sizes, steps, str(device), str(out), estimate)
 
 

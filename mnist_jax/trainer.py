@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -172,6 +173,34 @@ class Trainer:
         return init_state(self.config, self.keys.init if init_key is None else init_key,
                           self.optimizer, self.placement)  # fmt: skip
 
+    def compiled_epoch_bytes(self) -> int | None:
+        """JAX's own count of the bytes one epoch holds, from the compiled program.
+
+        Arguments (the dataset, params and optimiser state) plus outputs plus temporaries,
+        less the donated buffers the outputs reuse; the state's shapes come from
+        `jax.eval_shape`, so nothing is allocated. None where the backend gives no analysis
+        (or the epoch is not one jitted program, as across processes).
+        """
+        state = jax.eval_shape(
+            partial(draw_state, self.config, optimizer=self.optimizer), self.keys.init
+        )
+        steps = self.steps_per_epoch if not self.config.full_batch else self.config.eval_every
+        train = self.data.train
+        try:
+            lowered = self.train_epoch.lower(
+                *state, train.x, train.y, self.epoch_key(0), self.put(np.int32(0)),
+                num_steps=min(steps, self.config.epochs) if self.config.full_batch else steps,
+            )  # fmt: skip
+            stats = lowered.compile().memory_analysis()
+        except (AttributeError, NotImplementedError):
+            return None
+        if stats is None:
+            return None
+        return int(
+            stats.argument_size_in_bytes + stats.output_size_in_bytes
+            + stats.temp_size_in_bytes - stats.alias_size_in_bytes
+        )  # fmt: skip
+
     def epoch_key(self, epoch: int) -> jax.Array:
         """The shuffle key of epoch `epoch` (0-based), committed to the run's placement."""
         return self.put(epoch_key(self.keys, epoch))
@@ -185,25 +214,35 @@ class Trainer:
         return step.metrics_of(self.evaluate(params, self.data.eval_split(split)))
 
 
+def draw_state(
+    config: Config, init_key: jax.Array, optimizer: optax.GradientTransformation
+) -> tuple[Any, Any]:
+    """Draw the config's initial parameters and the optimiser's state: (params, opt_state).
+
+    Pure, so `jax.eval_shape(draw_state, ...)` gives their shapes without allocating them.
+    """
+    params = model.init_params(
+        init_key,
+        checkpoint.layer_sizes(config),
+        init=config.init,
+        bias_init=config.bias_init,
+        low=config.init_low,
+        high=config.init_high,
+        std=config.init_std,
+        dtype=step.dtype_of(config),
+    )
+    # L-BFGS's state holds the same array in several leaves (the initial params, value and
+    # gradient slots); the epoch donates every leaf, and one buffer cannot be donated twice.
+    return params, jax.tree_util.tree_map(jnp.copy, optimizer.init(params))
+
+
 def init_state(
     config: Config, init_key: jax.Array, optimizer: optax.GradientTransformation,
     placement: Placement,
 ) -> TrainState:  # fmt: skip
     """Draw the config's initial parameters on `placement` and the optimiser's state."""
     with jax.default_device(shards.local_device(placement)):
-        params = model.init_params(
-            init_key,
-            checkpoint.layer_sizes(config),
-            init=config.init,
-            bias_init=config.bias_init,
-            low=config.init_low,
-            high=config.init_high,
-            std=config.init_std,
-            dtype=step.dtype_of(config),
-        )
-        # L-BFGS's state holds the same array in several leaves (the initial params, value and
-        # gradient slots); the epoch donates every leaf, and one buffer cannot be donated twice.
-        opt_state = jax.tree_util.tree_map(jnp.copy, optimizer.init(params))
+        params, opt_state = draw_state(config, init_key, optimizer)
         # Committed to `placement` like the jitted outputs, so the second epoch does not
         # compile again for a different placement.
         return TrainState(*shards.put((params, opt_state), placement))
