@@ -15,8 +15,7 @@ from typing import Any
 from mnist_jax import files
 from mnist_jax.config import ACTIVATIONS, Config
 from mnist_jax.errors import ConfigError, MnistJaxError
-
-PLOT_INSTALL = "pip install 'mnist-jax[plot]'"
+from mnist_jax.plots import require_matplotlib
 
 
 def parse_activations(text: str) -> tuple[str, ...]:
@@ -86,25 +85,13 @@ def format_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def pyplot() -> Any:
-    """Import matplotlib's pyplot for drawing files, or say how to install it."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only; never open a window
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MnistJaxError(f"--plot needs matplotlib: {PLOT_INSTALL}") from None
-    return plt
-
-
 def plot_losses(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:
     """Draw each activation's training loss per epoch into one figure at `path` (PNG, SVG...).
 
     Raises:
         MnistJaxError: matplotlib (the `plot` extra) is not installed.
     """
-    plt = pyplot()
+    plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in rows:
         ax.plot(range(1, len(row["losses"]) + 1), row["losses"], label=row["activation"])
@@ -137,7 +124,7 @@ def compare_command(
 ) -> list[dict[str, Any]]:
     """Run the comparison and draw the plot if asked; see `mnist-jax compare`."""
     if plot is not None:
-        pyplot()  # say what to install before training, not after
+        require_matplotlib()  # say what to install before training, not after
     rows = compare(config, activations, out_dir, log=log, placement=placement)
     if plot is not None:
         plot_losses(rows, plot, title=config.name)
