@@ -25,7 +25,7 @@ from mnist_jax.config import Config
 from mnist_jax.data import Splits
 from mnist_jax.rundir import RunFolder, restore_state
 from mnist_jax.shards import local_device
-from mnist_jax.trainer import Placement, Trainer, build, precision
+from mnist_jax.trainer import Placement, build, precision
 
 Log = Callable[[str], None]
 
@@ -161,16 +161,10 @@ def evaluate(
             model_or_path, split, data_dir=data_dir, data_path=data_path, log=log,
             placement=placement, matmul_precision=matmul_precision,
         )[0]  # fmt: skip
-    config = model_or_path.config
-    if data_path is not None:
-        config = config.replace(data_path=data_path, dataset="auto")
-    if matmul_precision is not None:
-        config = config.replace(matmul_precision=matmul_precision)
-    with precision(config):
-        splits = data.load(config, log)
-        memory.check_run(config, splits, local_device(placement or jax.local_devices()[0]))
-        trainer: Trainer = build(config, splits, placement)
-        return evaluation.evaluate(trainer, trainer.put(model_or_path.params), split)
+    config = evaluation.with_data(model_or_path.config, data_dir, data_path, matmul_precision)
+    return evaluation.evaluate_params(
+        config, model_or_path.params, split, log=log, placement=placement
+    )
 
 
 def predict(model_or_path: Result | str | Path, images: np.ndarray) -> np.ndarray:

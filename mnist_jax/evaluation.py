@@ -116,27 +116,39 @@ def evaluate_checkpoint(
         (the Evaluation, the loaded Checkpoint).
     """
     ckpt = checkpoint.load(path)
-    config = run_config(ckpt, data_dir, data_path)
-    if matmul_precision is not None:
-        config = config.replace(matmul_precision=matmul_precision)
-    with precision(config):
-        splits = data.load(config, log)
-        memory.check_run(config, splits, local_device(placement or jax.local_devices()[0]))
-        trainer = build(config, splits, placement)
-        result = evaluate(trainer, trainer.put(ckpt.params), split)
+    config = with_data(ckpt.config, data_dir, data_path, matmul_precision)
+    if ckpt.meta.get("dataset") == "mnist-sample" and config.dataset == "mnist":
+        config = config.replace(dataset="sample")  # trained offline: evaluate on the same sample
+    result = evaluate_params(config, ckpt.params, split, log=log, placement=placement)
     return (
         dataclasses.replace(result, checkpoint=str(checkpoint.resolve(path)), epoch=ckpt.epoch),
         ckpt,
     )
 
 
-def run_config(ckpt: checkpoint.Checkpoint, data_dir: str | None, data_path: str | None) -> Config:
-    """The checkpoint's config, reading its data from `data_dir` or `data_path` when given."""
-    config = ckpt.config
+def evaluate_params(
+    config: Config, params: Any, split: str = "test", *, log: Log = print, placement: Any = None
+) -> Evaluation:
+    """Load the config's data, check it fits, build the run and evaluate `params` on `split`."""
+    with precision(config):
+        splits = data.load(config, log)
+        memory.check_run(config, splits, local_device(placement or jax.local_devices()[0]))
+        trainer = build(config, splits, placement)
+        return evaluate(trainer, trainer.put(params), split)
+
+
+def with_data(
+    config: Config,
+    data_dir: str | None = None,
+    data_path: str | None = None,
+    matmul_precision: str | None = None,
+) -> Config:
+    """A trained model's config, reading its data from `data_path` or `data_dir` when given,
+    with another matmul precision when given."""
     if data_path is not None:
         config = config.replace(data_path=data_path, dataset="auto")
     elif data_dir is not None:
         config = config.replace(data_dir=data_dir)
-    if ckpt.meta.get("dataset") == "mnist-sample" and config.dataset == "mnist":
-        config = config.replace(dataset="sample")
+    if matmul_precision is not None:
+        config = config.replace(matmul_precision=matmul_precision)
     return config
