@@ -10,16 +10,45 @@ from __future__ import annotations
 
 import enum
 import functools
+import inspect
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from mnist_jax.console import emit_json, note
 from mnist_jax.errors import ConfigError, MnistJaxError
 
+
+def summary(command: click.Command) -> str:
+    """The first paragraph of a command's help (its docstring's first line), whole."""
+    text = command.short_help or command.help or ""
+    return " ".join(inspect.cleandoc(text).split("\n\n")[0].split())
+
+
+class Group(TyperGroup):
+    """A command group whose `--help` lists each command's first line whole.
+
+    click cuts a command's line in the list to fit the terminal ("writes a..."); here the line
+    wraps instead, so the list reads the same as each command's own `--help`.
+    """
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [
+            (name, summary(command))
+            for name in self.list_commands(ctx)
+            if (command := self.get_command(ctx, name)) is not None and not command.hidden
+        ]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 app = typer.Typer(
+    cls=Group,
     help="Train, evaluate and check a JAX MLP on MNIST.",
     no_args_is_help=True,
     add_completion=True,
@@ -27,12 +56,14 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 data_app = typer.Typer(
+    cls=Group,
     help="Find, verify, download, import and export the MNIST files.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
 app.add_typer(data_app, name="data")
 theta_app = typer.Typer(
+    cls=Group,
     help="Move a model to and from the L-BFGS seed's Theta1.txt/Theta2.txt weight files.",
     no_args_is_help=True,
     rich_markup_mode=None,

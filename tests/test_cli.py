@@ -1,6 +1,9 @@
+import inspect
 import json
+import re
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from mnist_jax.cli import app
@@ -82,6 +85,26 @@ def test_every_command_has_help(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
     assert "Usage" in result.output
+
+
+@pytest.mark.parametrize("columns", ["80", "50"])
+@pytest.mark.parametrize("group", [[], ["data"], ["theta"]])
+def test_help_lists_each_commands_first_line_whole(group, columns, monkeypatch):
+    monkeypatch.setenv("COLUMNS", columns)  # click fits the help to the terminal's width
+    text = run_cli([*group, "--help"]).stdout.split("Commands:\n")[1]
+    listed: dict[str, str] = {}
+    for line in text.splitlines():
+        if match := re.match(r"  ([a-z][a-z-]*)  +(.*)", line):
+            name = match.group(1)
+            listed[name] = match.group(2)
+        else:  # a wrapped line goes on with the command above it (split at a space or a "-")
+            listed[name] += line.strip()
+    click_group = typer.main.get_command(app)
+    for word in group:
+        click_group = click_group.commands[word]
+    for name, command in click_group.commands.items():
+        first_line = inspect.cleandoc(command.help).splitlines()[0]
+        assert listed[name].replace(" ", "") == first_line.replace(" ", ""), name
 
 
 def test_data_info_reports_checksums(full_mnist):
