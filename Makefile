@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # it on imports; here that folder is the package itself, so the warning is silenced.
 EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e
 
-.PHONY: train test lint clean gpu-check
+.PHONY: train test lint docs clean gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,17 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check mnist_jax tests scripts
 	$(BIN)/ruff format --check mnist_jax tests scripts
 
+# The documentation site from docs/ into site/; --strict turns every warning (a broken link, a
+# missing include, a docstring that does not parse) into a failure.
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
+	$(EDITABLE) '.[docs]'
+	touch $@
+
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis
+	rm -rf $(VENV) runs site .pytest_cache .hypothesis
 
 # On a machine with an NVIDIA GPU: tests, gradcheck, default training and bench on the GPU,
 # one JSON report. Uses the JAX already there when it sees the GPU, and installs the CUDA extra

@@ -28,7 +28,7 @@ Log = Callable[[str], None]
 class Evaluation:
     """The result of evaluating parameters on one split.
 
-    Attributes:
+    Fields:
         split, dataset, accuracy, loss (data loss, no L2), count (examples);
         labels (count,) int64, probabilities (count, classes) float64, images (count, rows,
         cols) uint8 (28x28 for MNIST);

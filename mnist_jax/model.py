@@ -110,6 +110,7 @@ def _dense_bwd(precision: str | None, saved: tuple[jax.Array, jax.Array], g: jax
 _tuned_dense.defvjp(_dense_fwd, _dense_bwd)
 
 
+# --8<-- [start:forward]
 def forward(
     params: Params,
     x: jax.Array,
@@ -126,8 +127,10 @@ def forward(
     for layer in params[:-1]:
         x = act(dense(x, layer["w"], precision, tuned) + layer["b"])  # (batch, hidden)
     return dense(x, params[-1]["w"], precision, tuned) + params[-1]["b"]
+    # --8<-- [end:forward]
 
 
+# --8<-- [start:losses]
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Per-example -log softmax(logits)[label]: logits (batch, C), labels (batch,) -> (batch,)."""
     log_probs = logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
@@ -142,6 +145,7 @@ def sigmoid_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """
     targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
     return jnp.sum(jax.nn.softplus(logits) - targets * logits, axis=-1)
+    # --8<-- [end:losses]
 
 
 LOSSES = {"softmax": softmax_cross_entropy, "sigmoid": sigmoid_cross_entropy}
@@ -152,6 +156,7 @@ def l2_penalty(params: Params) -> jax.Array:
     return sum(jnp.sum(layer["w"] ** 2) for layer in params)
 
 
+# --8<-- [start:loss]
 def loss(
     params: Params,
     x: jax.Array,
@@ -185,6 +190,7 @@ def loss(
     if l2 == 0.0:
         return data_loss
     return data_loss + (l2 / (2.0 * num_train)) * l2_penalty(params)
+    # --8<-- [end:loss]
 
 
 def accuracy(params: Params, x: jax.Array, y: jax.Array, activation: str = "relu") -> jax.Array:

@@ -76,6 +76,7 @@ def _dtype(params: Params) -> np.dtype:
     return np.asarray(params[0]["w"]).dtype
 
 
+# --8<-- [start:forward]
 def forward(params: Params, x: np.ndarray, activation: str = "relu") -> tuple[np.ndarray, Cache]:
     """Compute logits (batch, C) from x (batch, D); the last layer is linear.
 
@@ -90,8 +91,10 @@ def forward(params: Params, x: np.ndarray, activation: str = "relu") -> tuple[np
         cache.append((a, z))
         a = z if index == len(params) - 1 else activate(z, activation)
     return a, cache
+    # --8<-- [end:forward]
 
 
+# --8<-- [start:output-delta]
 def _data_loss_and_delta(logits: np.ndarray, y: np.ndarray, output: str) -> tuple[Any, np.ndarray]:
     """Return the batch-mean data loss and dZ_L = d(mean loss)/d logits, (batch, C)."""
     m = logits.shape[0]
@@ -106,6 +109,7 @@ def _data_loss_and_delta(logits: np.ndarray, y: np.ndarray, output: str) -> tupl
     else:
         raise ValueError(f"unknown output {output!r}")
     return np.mean(per_example), (probs - targets) / logits.dtype.type(m)
+    # --8<-- [end:output-delta]
 
 
 def _l2_term(params: Params, l2: float, num_train: int) -> Any:
@@ -143,6 +147,7 @@ def loss(
     return float(data_loss + _l2_term(params, l2, num_train))
 
 
+# --8<-- [start:backward]
 def gradients(
     params: Params,
     x: np.ndarray,
@@ -175,6 +180,7 @@ def gradients(
             dz = (dz @ w.T) * activation_derivative(z_prev, a_prev, activation)
     value = data_loss if l2 == 0.0 else data_loss + _l2_term(params, l2, num_train)
     return float(value), grads
+    # --8<-- [end:backward]
 
 
 def _update(params: Params, grads: Params, lr: float) -> Params:

@@ -59,6 +59,27 @@ def built(config, init_key=None):
     return run, run.init_state(init_key)
 
 
+def run_offline(args: list[str], home: Path, timeout: float = 600):
+    """Run `python ARGS` from the checkout as a new user would: no network, an empty user cache.
+
+    Nothing is found or downloaded, so the data is the bundled sample. Returns the
+    CompletedProcess (text output captured).
+    """
+    import subprocess
+    import sys
+
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),  # an empty user cache: nothing downloaded, nothing found
+        "XDG_CACHE_HOME": str(home / "cache"),
+        "MNIST_JAX_COMPILE_CACHE": "off",
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def run_cli(args: list[str]) -> SimpleNamespace:
     """Run the real `mnist-jax` entry point (`cli.main`) in-process, as the console script does.
 

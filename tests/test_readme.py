@@ -1,12 +1,10 @@
 """The README's promises, executed: its Python API block runs, its command list is `--help`."""
 
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_offline
 
 README = (ROOT / "README.md").read_text()
 
@@ -25,17 +23,7 @@ def fenced(text: str, language: str) -> list[str]:
 
 def test_python_api_block_runs_as_written_offline(tmp_path):
     (code,) = fenced(section("Python API"), "python")
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),  # an empty user cache: nothing downloaded, nothing found
-        "XDG_CACHE_HOME": str(tmp_path / "cache"),
-        "MNIST_JAX_COMPILE_CACHE": "off",
-        "PYTHONPATH": str(ROOT),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=600,
-    )  # fmt: skip
+    done = run_offline(["-c", code], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "gradients agree" in done.stdout
     accuracy = float(re.search(r"test accuracy ([\d.]+)%", done.stdout).group(1))
@@ -96,3 +84,16 @@ def test_command_list_in_the_readme_equals_the_real_help():
 def test_no_help_shows_a_free_form_metavar(flag):
     for command in all_commands([]):
         assert flag not in run_cli([*command, "--help"]).stdout, command
+
+
+def test_readme_is_short_and_its_links_reach_files_that_exist():
+    assert len(README.splitlines()) <= 250
+    targets = re.findall(r"\]\(((?:docs|examples)/[^)#]+)", README)
+    assert "docs/index.md" in targets
+    for target in targets:
+        assert (ROOT / target).exists(), target
+
+
+def test_command_table_names_every_command():
+    table = re.findall(r"^\| `mnist-jax ([a-z-]+)", section("Command line"), re.M)
+    assert set(table) == set(help_commands([]))
