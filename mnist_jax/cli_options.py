@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -23,8 +22,8 @@ from mnist_jax.console import emit_json, note
 from mnist_jax.errors import ConfigError, MnistJaxError
 
 
-def summary(command: click.Command) -> str:
-    """The first paragraph of a command's help (its docstring's first line), whole."""
+def summary(command: Any) -> str:
+    """The first paragraph of a click command's help (its docstring's first line), whole."""
     text = command.short_help or command.help or ""
     return " ".join(inspect.cleandoc(text).split("\n\n")[0].split())
 
@@ -36,7 +35,7 @@ class Group(TyperGroup):
     wraps instead, so the list reads the same as each command's own `--help`.
     """
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_commands(self, ctx: typer.Context, formatter: Any) -> None:  # click.HelpFormatter
         rows = [
             (name, summary(command))
             for name in self.list_commands(ctx)

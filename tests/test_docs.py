@@ -3,7 +3,8 @@
 - The CLI reference (docs/cli.md) equals what `scripts/cli_docs.py` renders from `--help` now.
 - Every ```python block in docs/*.md runs as written, offline.
 - Every `--8<--` include names a file, and a section of it that exists.
-- Every command in a ```sh or ```console block is parsed and checked, not run (most train on
+- Every command in a ```sh or ```console block, and every `mnist-jax ...` code span in the
+  docs' and the README's text, is parsed and checked, not run (most train on
   full MNIST for minutes): a `mnist-jax` command's subcommands and options against its real
   `--help` (through `launch ... --`), a script's options against the script's `--help`, a
   `make` target against the Makefile, an extra against pyproject.toml, a test file's path.
@@ -11,6 +12,7 @@
   line's words, numbers aside), produced here on the bundled sample.
 """
 
+import functools
 import re
 import shlex
 import subprocess
@@ -115,19 +117,33 @@ def options_of(help_text: str) -> set[str]:
     return names
 
 
+@functools.cache
+def help_of(*path: str) -> str:
+    """`mnist-jax PATH --help`, once per path."""
+    result = run_cli([*path, "--help"])
+    assert result.exit_code == 0, path
+    return result.stdout
+
+
+@functools.cache
+def script_help(script: str) -> str:
+    """`python scripts/NAME.py --help`, once per script."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True, timeout=60
+    ).stdout
+
+
 def check_mnist_jax(words: list[str]) -> None:
     """Check `mnist-jax WORDS`: the subcommands exist, the options are the command's."""
     path: list[str] = []
     while words and not words[0].startswith("-"):
-        text = run_cli([*path, "--help"]).stdout
+        text = help_of(*path)
         if "Commands:" not in text:
             break
         listed = re.findall(r"^  ([a-z][a-z-]*)\s", text.split("Commands:")[1], re.M)
         assert words[0] in listed, f"mnist-jax {' '.join(path)}: no command {words[0]!r}"
         path.append(words.pop(0))
-    result = run_cli([*path, "--help"])
-    assert result.exit_code == 0, path
-    known = options_of(result.stdout)
+    known = options_of(help_of(*path))
     rest = words
     if path == ["launch"] and "--" in words:  # the launched command is checked too
         rest, launched = words[: words.index("--")], words[words.index("--") + 1 :]
@@ -157,11 +173,7 @@ def check(line: str) -> None:
     if program in ("mnist-jax", ".venv/bin/mnist-jax"):
         check_mnist_jax(args)
     elif program == "python" and args[0].startswith("scripts/"):
-        script = ROOT / args[0]
-        text = subprocess.run(
-            [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60
-        ).stdout
-        known = options_of(text)
+        known = options_of(script_help(args[0]))
         for word in args[1:]:
             if word.startswith("-"):
                 assert word in known, f"{args[0]}: no option {word}"
@@ -178,7 +190,21 @@ def check(line: str) -> None:
         raise AssertionError(f"the docs test does not know how to check: {line}")
 
 
-COMMANDS = commands()
+def inline_commands() -> list[tuple[str, str]]:
+    """(page, command) for every `mnist-jax ...` code span in the docs' text and the README."""
+    found = []
+    for page in [*PAGES, ROOT / "README.md"]:
+        if page.name == "cli.md":  # generated from --help, kept equal to it above
+            continue
+        text = FENCE.sub("", page.read_text())
+        for span in re.findall(r"`((?:[A-Z_]+=\S+ )*mnist-jax [^`]+)`", text):
+            if "/ " in span or "..." in span or "RUN_DIR" in span:  # a list or a placeholder
+                continue
+            found += [(page.name, part.strip()) for part in span.split("&&")]
+    return found
+
+
+COMMANDS = commands() + inline_commands()
 
 
 def test_the_docs_have_commands_to_check():
