@@ -258,3 +258,11 @@ def test_eval_output_shown_has_the_shape_of_a_real_one(tmp_path):
     assert result.exit_code == 0, result.output
     shown = shape(shown_output("inspect.md", "mnist-jax eval"))
     assert shape(result.stdout) == shown
+
+
+def test_architecture_page_maps_every_module():
+    page = (DOCS / "architecture.md").read_text()
+    modules = [p for p in (ROOT / "mnist_jax").rglob("*.py") if not p.name.startswith("__")]
+    assert modules
+    missing = [p.name for p in modules if not re.search(rf"\b{re.escape(p.name)}\b", page)]
+    assert not missing, f"not on the module map in docs/architecture.md: {missing}"
