@@ -102,6 +102,11 @@ def train(
 
     Returns:
         The Result: final params, optimiser state, per-epoch history and final metrics.
+
+    Raises:
+        Diverged: an epoch's loss turned non-finite or rose far above its start; it carries
+            the epoch, the loss, the lr and a suggested smaller one, and `out` keeps the last
+            finite checkpoint (`mnist_jax.divergence`).
     """
     with precision(config):
         splits = data.load(config, log) if splits is None else splits

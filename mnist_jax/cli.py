@@ -49,7 +49,8 @@ from mnist_jax.cli_options import (
     resolve,
     show,
 )
-from mnist_jax.console import note
+from mnist_jax.console import emit_json, note
+from mnist_jax.errors import Diverged
 
 
 def _print_version(value: bool) -> None:
@@ -127,18 +128,23 @@ def train(
         "matmul_precision": matmul_precision and matmul_precision.value,
         **data_overrides(data, data_dir, dataset),
     }
-    outcome = run.train_command(
-        config_path=config,
-        overrides=overrides,
-        out=out,
-        device=device.value,
-        devices=devices,
-        resume=resume,
-        progress=progress and not as_json and sys.stderr.isatty(),
-        dry_run=dry_run,
-        plot=plot,
-        cluster=distributed.settings(coordinator, num_processes, process_id),
-    )
+    try:
+        outcome = run.train_command(
+            config_path=config,
+            overrides=overrides,
+            out=out,
+            device=device.value,
+            devices=devices,
+            resume=resume,
+            progress=progress and not as_json and sys.stderr.isatty(),
+            dry_run=dry_run,
+            plot=plot,
+            cluster=distributed.settings(coordinator, num_processes, process_id),
+        )
+    except Diverged as e:  # the facts as the one JSON document too, then the error line
+        if as_json:
+            emit_json(e.to_dict())
+        raise
     if outcome is not None:  # None in the processes other than 0 of a job
         show(outcome.to_dict(), as_json, lambda _: outcome.lines())
 

@@ -22,7 +22,7 @@ from typing import Any
 from mnist_jax import checkpoint, distributed, memory, owndata, rundir, runtime
 from mnist_jax.config import Config, load_config
 from mnist_jax.console import note
-from mnist_jax.errors import ConfigError, Interrupted, MnistJaxError
+from mnist_jax.errors import ConfigError, Diverged, Interrupted, MnistJaxError
 
 # Room asked for beyond the checkpoint itself: metrics, summary, and the temporary copy that
 # an atomic write holds next to the old file.
@@ -107,6 +107,8 @@ def train_command(
             )  # fmt: skip
     except Interrupted as e:
         raise Interrupted(f"{e}; {rundir.how_to_continue(out)}") from None
+    except Diverged as e:
+        raise e.saying(kept_in(out, e)) from None
     except (MemoryError, RuntimeError) as e:  # XLA's JaxRuntimeError is a RuntimeError
         if not memory.is_out_of_memory(e):
             raise
@@ -127,6 +129,16 @@ def train_command(
             log(f"plot {path}")
     log(f"run saved in {out}  (evaluate again with: mnist-jax eval {out})")
     return result
+
+
+def kept_in(out: Path, error: Diverged) -> str:
+    """Say what the run folder of a diverged run keeps, and how to go on with a smaller lr."""
+    if error.kept_epoch == 0:
+        return f"nothing was saved in {out}"
+    return (
+        f"{out} keeps epoch {error.kept_epoch}; continue with: mnist-jax train --resume {out} "
+        f"--lr {error.suggested_lr:g}"
+    )
 
 
 def _quiet(line: str) -> None:
