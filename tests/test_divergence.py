@@ -24,7 +24,7 @@ def test_a_blank_guess_loses_ln_c_with_softmax_and_c_ln_2_with_sigmoid():
 
 
 def test_the_first_epoch_is_judged_against_a_blank_guess():
-    first_epochs = np.array([0.3, 8.0, 23.0, 24.0, np.nan, np.inf])
+    first_epochs = np.array([0.3, 80.0, 230.0, 231.0, np.nan, np.inf])
     assert divergence.diverged(first_epochs, None, BLANK).tolist() == [
         False, False, False, True, True, True,
     ]  # fmt: skip
@@ -44,7 +44,7 @@ def test_the_api_raises_a_typed_error_with_the_facts_and_keeps_no_state(tmp_path
     error = caught.value
     assert isinstance(error, MnistJaxError)  # the CLI's one-line handling applies
     assert (error.epoch, error.lr, error.suggested_lr, error.kept_epoch) == (1, 1000.0, 100.0, 0)
-    assert not error.loss < 10 * BLANK  # past the limit (or not a number at all)
+    assert not error.loss < 100 * BLANK  # past the limit (or not a number at all)
     assert "epoch 1" in str(error) and "--lr 100" in str(error)
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
 
