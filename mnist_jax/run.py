@@ -145,12 +145,6 @@ def _quiet(line: str) -> None:
     """The log of processes other than 0: their epochs are process 0's."""
 
 
-def num_params(config: Config) -> int:
-    """Count the weights and biases of the config's MLP."""
-    sizes = checkpoint.layer_sizes(config)
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-
-
 def check_writable(out: Path) -> None:
     """Fail before training if the run folder cannot be created or written."""
     try:
@@ -164,22 +158,13 @@ def check_writable(out: Path) -> None:
 
 def check_free_space(out: Path, config: Config) -> None:
     """Fail before training if the run folder's disk cannot hold two checkpoints."""
-    needed = 2 * expected_checkpoint_bytes(config) + SPACE_MARGIN_BYTES
+    needed = 2 * checkpoint.expected_bytes(config) + SPACE_MARGIN_BYTES
     free = shutil.disk_usage(out).free
     if free < needed:
         raise MnistJaxError(
             f"not enough free space for the run folder {out}: {free / 1e6:,.1f} MB free, "
             f"a run of this config needs about {needed / 1e6:,.1f} MB"
         )
-
-
-def expected_checkpoint_bytes(config: Config) -> int:
-    """Estimate a checkpoint's size: parameters plus one same-sized optimiser buffer."""
-    numbers = num_params(config)
-    buffers = 2 if config.optimizer in ("momentum", "nesterov") else 1
-    if config.optimizer == "lbfgs":
-        buffers = 2 + 2 * 10  # params, gradient, and L-BFGS's memory of 10 pairs
-    return numbers * buffers * (8 if config.dtype == "float64" else 4)
 
 
 @contextlib.contextmanager
@@ -225,7 +210,7 @@ class Plan:
         return {
             "config": self.config.to_dict(),
             "architecture": list(checkpoint.layer_sizes(self.config)),
-            "num_params": num_params(self.config),
+            "num_params": checkpoint.num_params(self.config),
             "dataset": self.dataset,
             "images": self.sizes,
             "steps_per_epoch": self.steps_per_epoch,
@@ -238,7 +223,7 @@ class Plan:
         c, sizes = self.config, self.sizes
         arch = "-".join(map(str, checkpoint.layer_sizes(c)))
         return [
-            f"config     {c.name}: {arch} {c.activation}, {num_params(c):,} parameters",
+            f"config     {c.name}: {arch} {c.activation}, {checkpoint.num_params(c):,} parameters",
             f"data       {self.dataset}: {sizes['train']:,} train, {sizes['validation']:,} "
             f"validation, {sizes['test']:,} test",
             f"training   {c.optimizer}, {c.epochs} epochs x {self.steps_per_epoch} steps, "
