@@ -156,6 +156,7 @@ def evaluate(
     split: Annotated[Split, typer.Option(help="Which split of the run's data.")] = Split.test,
     data: DataOption = None,
     data_dir: DataDirOption = None,
+    dataset: DatasetOption = None,
     mistakes: Annotated[
         int, typer.Option(min=0, help="How many of the most confident mistakes to list.")
     ] = 10,
@@ -171,8 +172,8 @@ def evaluate(
     from mnist_jax import api, report
 
     result = api.evaluate(
-        checkpoint, split.value, data_dir=data_dir, data_path=data, log=note,
-        placement=placement(device, devices),
+        checkpoint, split.value, data_dir=data_dir, data_path=data,
+        dataset=dataset and dataset.value, log=note, placement=placement(device, devices),
         matmul_precision=matmul_precision and matmul_precision.value,
     ).to_dict(mistakes)  # fmt: skip
     show(result, as_json, report.format_evaluation)
@@ -200,7 +201,9 @@ def predict(
 @reports_errors
 def plot(
     run_dir: Annotated[Path, typer.Argument(help="A run folder (metrics.jsonl, checkpoint.npz).")],
+    data: DataOption = None,
     data_dir: DataDirOption = None,
+    dataset: DatasetOption = None,
 ) -> None:
     """Draw a run's curves, confusion matrix, predictions and weights as PNG files.
 
@@ -208,7 +211,9 @@ def plot(
     """
     from mnist_jax import plots
 
-    for path in plots.plot_run(run_dir, data_dir, log=note):
+    for path in plots.plot_run(
+        run_dir, data_dir, log=note, data_path=data, dataset=dataset and dataset.value
+    ):
         typer.echo(str(path))
 
 
@@ -294,6 +299,7 @@ def compare(
     epochs: EpochsOption = None,
     seed: SeedOption = None,
     data_dir: DataDirOption = None,
+    dataset: DatasetOption = None,
     plot: Annotated[
         Path | None,
         typer.Option(metavar="FILE", help="Draw the loss curves into this image (needs [plot])."),
@@ -314,7 +320,7 @@ def compare(
     resolved = resolve(
         config,
         {"epochs": epochs, "seed": seed, "matmul_precision": precision,
-         **data_overrides(data, data_dir, None)},
+         **data_overrides(data, data_dir, dataset)},
     )  # fmt: skip
     names = comparison.parse_activations(activations)
     rows = comparison.compare_command(

@@ -1,5 +1,6 @@
 """The activation comparison: one run per activation, the table, the plot and its extra."""
 
+import json
 import sys
 
 import pytest
@@ -66,3 +67,20 @@ def test_activation_list_is_checked():
     for bad in ("relu,swish", "relu,relu", ""):
         with pytest.raises(ConfigError, match="--activations"):
             compare.parse_activations(bad)
+
+
+def test_compare_runs_on_a_dataset_that_is_not_mnist(tmp_path):
+    from mnist_jax import checkpoint
+    from tests.conftest import run_cli
+    from tests.test_owndata import stroke_folder
+
+    folder = stroke_folder(tmp_path / "strokes", 16, 3)  # 16x16 images, 3 classes
+    args = ["compare", "--activations", "tanh,relu", "--epochs", "2", "--json"]
+    out = ["--out", str(tmp_path / "runs")]
+    result = run_cli([*args, "--dataset", "idx", "--data-dir", str(folder), *out])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["activation"] for r in rows] == ["tanh", "relu"]
+    assert all(r["test_error"] < 1 / 3 for r in rows)  # chance would be 2/3
+    saved = checkpoint.load(tmp_path / "runs" / "relu").config
+    assert checkpoint.layer_sizes(saved) == (256, *saved.hidden, 3)
