@@ -108,6 +108,8 @@ def train_command(
     except Interrupted as e:
         raise Interrupted(f"{e}; {rundir.how_to_continue(out)}") from None
     except Diverged as e:
+        if not lead:  # the same line, but only process 0 reports the facts (--json)
+            raise MnistJaxError(str(e.saying(kept_in(out, e)))) from None
         raise e.saying(kept_in(out, e)) from None
     except (MemoryError, RuntimeError) as e:  # XLA's JaxRuntimeError is a RuntimeError
         if not memory.is_out_of_memory(e):
