@@ -7,6 +7,9 @@ other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 
 class MnistJaxError(Exception):
     """Bad input or an unusable environment, described in one actionable line."""
@@ -60,13 +63,12 @@ class Diverged(MnistJaxError):
         self.args = (self._line(),)
         return self
 
-    def to_dict(self) -> dict:
-        """The facts as JSON-ready values (a non-finite loss becomes None)."""
-        finite = self.loss == self.loss and abs(self.loss) != float("inf")
+    def to_dict(self) -> dict[str, Any]:
+        """The facts as JSON-ready values (a non-finite loss becomes None: JSON has no nan)."""
         return {
             "status": "diverged",
             "epoch": self.epoch,
-            "train_loss": self.loss if finite else None,
+            "train_loss": self.loss if math.isfinite(self.loss) else None,
             "lr": self.lr,
             "suggested_lr": self.suggested_lr,
             "kept_epoch": self.kept_epoch,
