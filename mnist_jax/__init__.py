@@ -1,7 +1,8 @@
 """mnist-jax: a small, fast, trustworthy JAX MLP for MNIST.
 
 The public names: the config, the run (`train`, `evaluate`, `predict`, `check_gradients`,
-returning values), the builder every run goes through, and the model's pure functions:
+returning values), the builder every run goes through, the model's pure functions, and the
+errors they raise (`MnistJaxError`; `Diverged` when training blows up):
 
     >>> import mnist_jax
     >>> result = mnist_jax.train(mnist_jax.load_config(overrides={"dataset": "sample"}))
@@ -30,6 +31,8 @@ _PUBLIC = {
     "check_gradients": "mnist_jax.gradcheck",
     "build": "mnist_jax.trainer",
     "Trainer": "mnist_jax.trainer",
+    "MnistJaxError": "mnist_jax.errors",
+    "Diverged": "mnist_jax.errors",
 }
 
 _RENAMED = {"load_data": "load"}  # exported names that differ from their module's

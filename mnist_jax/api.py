@@ -102,6 +102,11 @@ def train(
 
     Returns:
         The Result: final params, optimiser state, per-epoch history and final metrics.
+
+    Raises:
+        Diverged: an epoch's loss turned non-finite or rose far above its start; it carries
+            the epoch, the loss, the lr and a suggested smaller one, and `out` keeps the last
+            finite checkpoint (`mnist_jax.divergence`).
     """
     with precision(config):
         splits = data.load(config, log) if splits is None else splits
@@ -144,24 +149,29 @@ def evaluate(
     *,
     data_dir: str | None = None,
     data_path: str | None = None,
+    dataset: str | None = None,
     log: Log = print,
     placement: Placement | None = None,
     matmul_precision: str | None = None,
 ) -> evaluation.Evaluation:
     """Evaluate a trained Result, or a checkpoint (file or run folder), on one split.
 
-    `placement` is where to evaluate (JAX's default device when None); `matmul_precision`
-    replaces the model's config's when given (`mnist_jax.backend`).
+    `data_dir`, `data_path` and `dataset` read the data from elsewhere than the model's own
+    source (`evaluation.with_data`); `placement` is where to evaluate (JAX's default device
+    when None); `matmul_precision` replaces the model's config's when given
+    (`mnist_jax.backend`).
 
     Returns:
         An Evaluation: accuracy, loss, count, labels and probabilities (see `to_dict`).
     """
     if not isinstance(model_or_path, Result):
         return evaluation.evaluate_checkpoint(
-            model_or_path, split, data_dir=data_dir, data_path=data_path, log=log,
-            placement=placement, matmul_precision=matmul_precision,
+            model_or_path, split, data_dir=data_dir, data_path=data_path, dataset=dataset,
+            log=log, placement=placement, matmul_precision=matmul_precision,
         )[0]  # fmt: skip
-    config = evaluation.with_data(model_or_path.config, data_dir, data_path, matmul_precision)
+    config = evaluation.with_data(
+        model_or_path.config, data_dir, data_path, matmul_precision, dataset
+    )
     return evaluation.evaluate_params(
         config, model_or_path.params, split, log=log, placement=placement
     )

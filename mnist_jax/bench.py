@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax import backend, data, memory, peers
+from mnist_jax import backend, data, memory, owndata, peers
 from mnist_jax.config import Config, from_dict
 from mnist_jax.errors import ConfigError
 from mnist_jax.keys import root_keys
@@ -44,29 +44,30 @@ class Workload:
     """One thing to time: a model shape, a batch size and how much training."""
 
     name: str
-    description: str
+    about: str  # what it times, after the layer sizes (which depend on the data)
     hidden: tuple[int, ...]
     batch_size: int | str  # "full": full-batch gradient descent
     iterations: int = 1  # full-batch iterations (one epoch when batch_size is an integer)
     images: int | None = None  # training images used (None: the whole training split)
 
+    def description(self, sizes: Sequence[int]) -> str:
+        """Say what it times for a model of layer `sizes`, e.g. '784-10-10, batch 128, ...'."""
+        return f"{'-'.join(map(str, sizes))}, {self.about}"
+
 
 WORKLOADS = {
-    "tiny": Workload("tiny", "784-10-10, batch 128, one epoch (dispatch-bound)", (10,), 128),
-    "wide": Workload("wide", "784-1000-10, batch 128, one epoch (compute-bound)", (1000,), 128),
+    "tiny": Workload("tiny", "batch 128, one epoch (dispatch-bound)", (10,), 128),
+    "wide": Workload("wide", "batch 128, one epoch (compute-bound)", (1000,), 128),
     "fullbatch": Workload(
         "fullbatch",
-        "784-10-10 full-batch GD on 41,000 images, 100 iterations",
+        "full-batch GD on 41,000 images, 100 iterations",
         (10,),
         "full",
         iterations=100,
         images=41_000,
     ),  # fmt: skip
     "default": Workload(
-        "default",
-        f"the default {'-'.join(map(str, (784, *Config().hidden, 10)))}, batch 128, one epoch",
-        Config().hidden,
-        128,
+        "default", "the default widths, batch 128, one epoch", Config().hidden, 128
     ),
     "sweep": Workload("sweep", "8 tiny models at once (vmap) vs one after another", (10,), 128),
 }
@@ -245,10 +246,10 @@ def run_workload(
     x, y = host[0][:images].reshape(images, -1), host[1][:images].astype(np.int32)
     steps = peers.steps_per_call(config, images)
     batch = images if config.full_batch else config.batch_size
-    sizes = (784, *workload.hidden, 10)
+    sizes = (config.input_size, *workload.hidden, config.num_classes)  # read from the data
     cost = workload_cost(sizes, batch, steps, config.full_batch)
     memory.check(memory.plan(config, {"train": images, "validation": 0, "test": 0}, device))
-    log(f"{workload.name}: {workload.description}; {images:,} images, {steps} steps")
+    log(f"{workload.name}: {workload.description(sizes)}; {images:,} images, {steps} steps")
     if workload.name == "sweep":
         rows = sweep_rows(config, x, y, options, device)
     else:
@@ -263,7 +264,7 @@ def run_workload(
             r["ratio"] = r["median_s"] / ours
     return {
         "name": workload.name,
-        "description": workload.description,
+        "description": workload.description(sizes),
         "images": images,
         "batch_size": batch,
         "steps": steps,
@@ -305,7 +306,7 @@ def sweep_rows(config, x, y, options: Options, device) -> list[dict[str, Any]]:
 
     seeds = list(range(SWEEP_MODELS))
     configs = [config.replace(seed=s) for s in seeds]
-    compile_s, prepare, run = sweep.bench_epoch(configs, peers.bench_splits(x, y), device)
+    compile_s, prepare, run = sweep.bench_epoch(configs, peers.bench_splits(config, x, y), device)
     rows = [row(f"sweep-x{SWEEP_MODELS}", time_runs(prepare, run, options.repeats), compile_s)]
     compile_s, _, run_one, _, trainer = peers.jax_epoch(config, x, y, device)
     starts = [peers.copies_of(trainer.init_state(root_keys(s).init)) for s in seeds]
@@ -350,6 +351,8 @@ def run_benchmark(
     base = from_dict({k: v for k, v in chosen.items() if v})
     policy = backend.policy(bench_config(WORKLOADS["default"], base, 1), device)
     splits = data.load(base.replace(validation_size=0), log)
+    # Every workload's input and output widths are the data's (784 and 10 for MNIST).
+    base = owndata.fit_config(base, splits.image_shape, splits.num_classes, splits.name)
     limits = measure_limits(options, device, policy.matmul_precision)
     log(
         f"limits: GEMM {limits['peak_flops'] / 1e9:.1f} GFLOP/s, "

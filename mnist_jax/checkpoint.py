@@ -5,6 +5,11 @@ A checkpoint is one `.npz` file. Its arrays are named `params/<layer>/<w|b>` and
 config, the number of epochs done and the dataset's name. It is loaded with
 `allow_pickle=False`, so a crafted file cannot run code, and written through a temporary
 file, fsync and rename, so a crash never leaves a half-written checkpoint in its place.
+
+Loading reads what the file declares before anything else: each member's `.npy` header, then
+the metadata alone; the shapes and types the headers declare must be those of the model the
+saved config describes (`check_declared`) before any other member is inflated, so a member
+that claims far more than its model cannot take memory whatever it would inflate to.
 """
 
 from __future__ import annotations
@@ -26,6 +31,26 @@ from mnist_jax.limits import check_claim, npy_header, size_text
 
 FORMAT_VERSION = 1
 FILE_NAME = "checkpoint.npz"
+
+
+# The metadata (config, epoch, dataset, notes) is a few kB of JSON; far more is not a checkpoint.
+MAX_META_BYTES = 16 << 20
+# Room beyond `expected_bytes` for the small arrays a checkpoint may also carry (step counts).
+EXTRA_BYTES = 1 << 20
+# Parameter-sized arrays in optax's L-BFGS state: 10 (memory_size) past differences each of the
+# parameters and of the updates, and the line search's parameters, updates and gradient.
+LBFGS_BUFFERS = 2 * 10 + 3
+
+
+class Header(NamedTuple):
+    """What a member's `.npy` header declares."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
 
 
 class Checkpoint(NamedTuple):
@@ -75,14 +100,39 @@ def load(path: str | Path) -> Checkpoint:
     path = resolve(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
-    check_members(path)
+    headers = check_members(path)
+    meta = headers.get("meta")
+    if (
+        meta is None
+        or meta.dtype != np.uint8
+        or len(meta.shape) != 1
+        or meta.nbytes > MAX_META_BYTES
+    ):
+        raise CheckpointError(f"{path}: checkpoint has no valid metadata")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+            # The metadata alone first: its config says what every other member must be,
+            # which is checked against their headers before any of them is inflated.
+            info = _parse_meta(npz["meta"], path)
+            config = _saved_config(info, path)
+            check_declared(headers, config, str(path))
+            _check_total(path, headers)  # the second line of defence: the memory limit
+            arrays = {name: npz[name] for name in npz.files if name != "meta"}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
         raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
+    epoch = int(info.get("epoch", 0))
+    num_layers = len(config.hidden) + 1
+    params = [
+        {"w": arrays[f"params/{i}/w"], "b": arrays[f"params/{i}/b"]} for i in range(num_layers)
+    ]
+    opt_leaves = [arrays[f"opt/{i}"] for i in range(sum(k.startswith("opt/") for k in arrays))]
+    return Checkpoint(params, opt_leaves, config, epoch, info)
+
+
+def _parse_meta(meta: np.ndarray, path: Path) -> dict[str, Any]:
+    """The metadata's JSON, checked for a format this version reads and a sane epoch."""
     try:
-        info = json.loads(arrays.pop("meta").tobytes().decode())
+        info = json.loads(meta.tobytes().decode())
         version = int(info["format_version"])
         epoch = int(info.get("epoch", 0))
     except (KeyError, ValueError, TypeError, UnicodeDecodeError, AttributeError, OverflowError):
@@ -94,70 +144,110 @@ def load(path: str | Path) -> Checkpoint:
         )
     if epoch < 0:
         raise CheckpointError(f"{path}: checkpoint records a negative epoch count ({epoch})")
+    return info
+
+
+def _saved_config(info: dict[str, Any], path: Path) -> Config:
     try:
-        config = config_from_json(json.dumps(info["config"]))
+        return config_from_json(json.dumps(info["config"]))
     except (KeyError, ConfigError) as e:
         raise CheckpointError(f"{path}: the saved config is invalid ({e})") from None
-    num_layers = len(config.hidden) + 1
-    try:
-        params = [
-            {"w": arrays[f"params/{i}/w"], "b": arrays[f"params/{i}/b"]} for i in range(num_layers)
-        ]
-    except KeyError as e:
-        raise CheckpointError(f"{path}: missing parameter array {e}") from None
-    try:
-        opt_leaves = [arrays[f"opt/{i}"] for i in range(sum(k.startswith("opt/") for k in arrays))]
-    except KeyError as e:
-        raise CheckpointError(f"{path}: missing optimiser array {e}") from None
-    check_shapes(params, config, str(path))
-    check_dtypes(params, opt_leaves, config, str(path))
-    return Checkpoint(params, opt_leaves, config, epoch, info)
 
 
 MNIST_INPUT, MNIST_CLASSES = 784, 10  # what a config that leaves the sizes to the data assumes
 
 
-def check_members(path: Path) -> None:
+def check_members(path: Path) -> dict[str, Header]:
     """Check what a checkpoint's zip directory and array headers declare before reading them.
 
-    Each member's declared size must match its `.npy` header (shape x item size), and their
-    sum must fit the memory limit; reading a member then stops at its declared size, so a
-    member that inflates further cannot grow past it.
+    Each member's declared size must match its `.npy` header (shape x item size); reading a
+    member then stops at its declared size, so a member that inflates further cannot grow past
+    it. What the sizes must be is `check_declared`'s (the config's model) and `_check_total`'s
+    (the memory limit).
+
+    Returns:
+        Each member's (shape, dtype) as its header declares them, by array name ("meta",
+        "params/0/w", ...: the member's name without ".npy", as `np.load` names it).
 
     Raises:
-        CheckpointError: an unreadable zip, a member whose header disagrees with its size, or
-            a total beyond the limit; one line naming the file and the figures.
+        CheckpointError: an unreadable zip, or a member whose header disagrees with its size;
+            one line naming the file and the figures.
     """
-    total = 0
+    headers = {}
     try:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
-                declared = _npy_bytes(archive, info)
+                shape, dtype, declared = _npy_header(archive, info)
                 if declared != info.file_size:
                     raise CheckpointError(
                         f"{path}: member {info.filename} declares {size_text(info.file_size)} "
                         f"in the zip directory but its array header says {size_text(declared)}"
                     )
-                total += info.file_size
+                headers[info.filename.removesuffix(".npy")] = Header(shape, dtype)
     except (
         OSError, ValueError, SyntaxError, zipfile.BadZipFile, EOFError, zlib.error,
         NotImplementedError, RuntimeError,  # an unknown compression method; encryption
     ) as e:  # fmt: skip
         raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
+    return headers
+
+
+def _check_total(path: Path, headers: dict[str, Header]) -> None:
+    """Fail when the members together declare more than the memory limit allows."""
     try:
-        check_claim(path, total, "checkpoint's arrays declare")
+        check_claim(path, sum(h.nbytes for h in headers.values()), "checkpoint's arrays declare")
     except MnistJaxError as e:
         raise CheckpointError(str(e)) from None
 
 
-def _npy_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
-    """Return the bytes a zip member's .npy header declares, header included."""
+def _npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[Any, np.dtype, int]:
+    """Return a zip member's .npy (shape, dtype) and the bytes it declares, header included."""
     with archive.open(info) as member:
         shape, dtype = npy_header(member)
         if dtype.hasobject:  # a pickle: never read
             raise ValueError(f"member {info.filename} holds Python objects")
         header = member.tell()
-    return header + math.prod(shape) * dtype.itemsize
+    return shape, dtype, header + math.prod(shape) * dtype.itemsize
+
+
+def check_declared(headers: dict[str, Header], config: Config, where: str) -> None:
+    """Check the members' declared shapes and types against the model their config describes.
+
+    Run on the `.npy` headers alone, before any member is inflated: the parameters must have
+    exactly the config's shapes and float type, the optimiser's arrays must be numbers, and
+    everything besides the parameters together may not declare more than the config's
+    optimiser keeps (`expected_bytes`), so a member that claims gigabytes in a small model's
+    checkpoint is refused whatever it would inflate to.
+
+    Raises:
+        CheckpointError: one line naming the member, what it declares and what the config
+            implies.
+    """
+    num_layers = len(config.hidden) + 1
+    params = []
+    for i in range(num_layers):
+        layer = {}
+        for key in ("w", "b"):
+            if f"params/{i}/{key}" not in headers:
+                raise CheckpointError(f"{where}: missing parameter array 'params/{i}/{key}'")
+            layer[key] = headers[f"params/{i}/{key}"]
+        params.append(layer)
+    check_shapes(params, config, where)
+    opt = [f"opt/{i}" for i in range(sum(name.startswith("opt/") for name in headers))]
+    if missing := [name for name in opt if name not in headers]:
+        raise CheckpointError(f"{where}: missing optimiser array '{missing[0]}'")
+    check_dtypes(params, [headers[name] for name in opt], config, where)
+    checked = {"meta", *(f"params/{i}/{key}" for i in range(num_layers) for key in ("w", "b"))}
+    rest = {name: header.nbytes for name, header in headers.items() if name not in checked}
+    allowed = expected_bytes(config) + EXTRA_BYTES
+    if sum(rest.values()) > allowed:
+        largest = max(rest, key=rest.get)
+        raise CheckpointError(
+            f"{where}: its arrays besides the parameters declare {size_text(sum(rest.values()))} "
+            f"({largest}: {headers[largest].shape} {headers[largest].dtype}), more than a "
+            f"{'-'.join(map(str, layer_sizes(config)))} {config.optimizer} model's checkpoint "
+            f"holds ({size_text(allowed)})"
+        )
 
 
 def layer_sizes(config: Config) -> tuple[int, ...]:
@@ -170,6 +260,26 @@ def layer_sizes(config: Config) -> tuple[int, ...]:
         *config.hidden,
         config.num_classes or MNIST_CLASSES,
     )
+
+
+def num_params(config: Config) -> int:
+    """Count the weights and biases of the config's MLP."""
+    sizes = layer_sizes(config)
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def expected_bytes(config: Config) -> int:
+    """The bytes of a checkpoint's arrays: the parameters plus the optimiser's state.
+
+    The optimiser's scalars (step counts) are left to `EXTRA_BYTES`.
+    """
+    buffers = 1 + optimizer_buffers(config)
+    return num_params(config) * buffers * np.dtype(config.dtype).itemsize
+
+
+def optimizer_buffers(config: Config) -> int:
+    """Parameter-sized arrays the config's optimiser keeps."""
+    return {"sgd": 0, "momentum": 1, "nesterov": 1}.get(config.optimizer, LBFGS_BUFFERS)
 
 
 def check_shapes(params: list[dict[str, np.ndarray]], config: Config, where: str) -> None:

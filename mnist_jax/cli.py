@@ -49,7 +49,8 @@ from mnist_jax.cli_options import (
     resolve,
     show,
 )
-from mnist_jax.console import note
+from mnist_jax.console import emit_json, note
+from mnist_jax.errors import Diverged
 
 
 def _print_version(value: bool) -> None:
@@ -127,18 +128,23 @@ def train(
         "matmul_precision": matmul_precision and matmul_precision.value,
         **data_overrides(data, data_dir, dataset),
     }
-    outcome = run.train_command(
-        config_path=config,
-        overrides=overrides,
-        out=out,
-        device=device.value,
-        devices=devices,
-        resume=resume,
-        progress=progress and not as_json and sys.stderr.isatty(),
-        dry_run=dry_run,
-        plot=plot,
-        cluster=distributed.settings(coordinator, num_processes, process_id),
-    )
+    try:
+        outcome = run.train_command(
+            config_path=config,
+            overrides=overrides,
+            out=out,
+            device=device.value,
+            devices=devices,
+            resume=resume,
+            progress=progress and not as_json and sys.stderr.isatty(),
+            dry_run=dry_run,
+            plot=plot,
+            cluster=distributed.settings(coordinator, num_processes, process_id),
+        )
+    except Diverged as e:  # the facts as the one JSON document too, then the error line
+        if as_json:
+            emit_json(e.to_dict())
+        raise
     if outcome is not None:  # None in the processes other than 0 of a job
         show(outcome.to_dict(), as_json, lambda _: outcome.lines())
 
@@ -150,6 +156,7 @@ def evaluate(
     split: Annotated[Split, typer.Option(help="Which split of the run's data.")] = Split.test,
     data: DataOption = None,
     data_dir: DataDirOption = None,
+    dataset: DatasetOption = None,
     mistakes: Annotated[
         int, typer.Option(min=0, help="How many of the most confident mistakes to list.")
     ] = 10,
@@ -165,8 +172,8 @@ def evaluate(
     from mnist_jax import api, report
 
     result = api.evaluate(
-        checkpoint, split.value, data_dir=data_dir, data_path=data, log=note,
-        placement=placement(device, devices),
+        checkpoint, split.value, data_dir=data_dir, data_path=data,
+        dataset=dataset and dataset.value, log=note, placement=placement(device, devices),
         matmul_precision=matmul_precision and matmul_precision.value,
     ).to_dict(mistakes)  # fmt: skip
     show(result, as_json, report.format_evaluation)
@@ -194,7 +201,9 @@ def predict(
 @reports_errors
 def plot(
     run_dir: Annotated[Path, typer.Argument(help="A run folder (metrics.jsonl, checkpoint.npz).")],
+    data: DataOption = None,
     data_dir: DataDirOption = None,
+    dataset: DatasetOption = None,
 ) -> None:
     """Draw a run's curves, confusion matrix, predictions and weights as PNG files.
 
@@ -202,7 +211,9 @@ def plot(
     """
     from mnist_jax import plots
 
-    for path in plots.plot_run(run_dir, data_dir, log=note):
+    for path in plots.plot_run(
+        run_dir, data_dir, log=note, data_path=data, dataset=dataset and dataset.value
+    ):
         typer.echo(str(path))
 
 
@@ -288,6 +299,7 @@ def compare(
     epochs: EpochsOption = None,
     seed: SeedOption = None,
     data_dir: DataDirOption = None,
+    dataset: DatasetOption = None,
     plot: Annotated[
         Path | None,
         typer.Option(metavar="FILE", help="Draw the loss curves into this image (needs [plot])."),
@@ -308,7 +320,7 @@ def compare(
     resolved = resolve(
         config,
         {"epochs": epochs, "seed": seed, "matmul_precision": precision,
-         **data_overrides(data, data_dir, None)},
+         **data_overrides(data, data_dir, dataset)},
     )  # fmt: skip
     names = comparison.parse_activations(activations)
     rows = comparison.compare_command(

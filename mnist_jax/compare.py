@@ -14,7 +14,7 @@ from typing import Any
 
 from mnist_jax import files
 from mnist_jax.config import ACTIVATIONS, Config
-from mnist_jax.errors import ConfigError, MnistJaxError
+from mnist_jax.errors import ConfigError, Diverged, MnistJaxError
 from mnist_jax.plots import require_matplotlib
 
 
@@ -49,7 +49,10 @@ def compare(
 
     Returns:
         One row per activation: activation, train_error, test_error, final_loss (the last
-        epoch's mean training loss), seconds (training time) and losses (one per epoch).
+        epoch's mean training loss), seconds (training time) and losses (one per epoch); for
+        an activation whose run diverged (`mnist_jax.divergence`), only activation,
+        diverged_epoch and final_loss (the diverged loss, None when not finite), so that the
+        others are still compared.
     """
     from mnist_jax import api, data  # JAX only once a comparison runs
 
@@ -58,7 +61,12 @@ def compare(
     for activation in activations:
         run_config = config.replace(activation=activation, name=f"{config.name}-{activation}")
         folder = None if out_dir is None else Path(out_dir) / activation
-        result = api.train(run_config, folder, splits=splits, placement=placement, log=log)
+        try:
+            result = api.train(run_config, folder, splits=splits, placement=placement, log=log)
+        except Diverged as e:
+            log(f"{activation}: {e}")
+            rows.append({"activation": activation, **_diverged(e)})
+            continue
         losses = [record["train_loss"] for record in result.history]
         rows.append(
             {
@@ -73,11 +81,22 @@ def compare(
     return rows
 
 
+def _diverged(error: Diverged) -> dict[str, Any]:
+    facts = error.to_dict()
+    return {"diverged_epoch": facts["epoch"], "final_loss": facts["train_loss"]}
+
+
 def format_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     """Render `compare`'s rows as aligned text lines."""
     lines = [f"{'activation':<10}  {'train error':>11}  {'test error':>10}  "
              f"{'final loss':>10}  {'seconds':>7}"]  # fmt: skip
     for row in rows:
+        if "diverged_epoch" in row:
+            loss = "not finite" if row["final_loss"] is None else f"{row['final_loss']:.4g}"
+            lines.append(
+                f"{row['activation']:<10}  diverged at epoch {row['diverged_epoch']} (loss {loss})"
+            )
+            continue
         lines.append(
             f"{row['activation']:<10}  {row['train_error']:>11.2%}  {row['test_error']:>10.2%}  "
             f"{row['final_loss']:>10.4f}  {row['seconds']:>7.1f}"
@@ -94,7 +113,8 @@ def plot_losses(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> 
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in rows:
-        ax.plot(range(1, len(row["losses"]) + 1), row["losses"], label=row["activation"])
+        if "losses" in row:  # a diverged run has no curve to draw
+            ax.plot(range(1, len(row["losses"]) + 1), row["losses"], label=row["activation"])
     ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss")

@@ -98,6 +98,7 @@ def evaluate_checkpoint(
     *,
     data_dir: str | None = None,
     data_path: str | None = None,
+    dataset: str | None = None,
     log: Log = print,
     placement: Any = None,
     matmul_precision: str | None = None,
@@ -107,7 +108,8 @@ def evaluate_checkpoint(
     Args:
         path: a checkpoint.npz or the run folder holding it.
         split: "test", "validation" or "train".
-        data_dir, data_path: read the data from here instead of the run's own source.
+        data_dir, data_path, dataset: read the data from here, or as this kind of dataset,
+            instead of the run's own source (see `with_data`).
         log: receives the data loader's notes.
         placement: where to evaluate (`runtime.placement`); JAX's default device when None.
         matmul_precision: replaces the saved config's (`mnist_jax.backend`) when given.
@@ -116,7 +118,7 @@ def evaluate_checkpoint(
         (the Evaluation, the loaded Checkpoint).
     """
     ckpt = checkpoint.load(path)
-    config = with_data(ckpt.config, data_dir, data_path, matmul_precision)
+    config = with_data(ckpt.config, data_dir, data_path, matmul_precision, dataset)
     if ckpt.meta.get("dataset") == "mnist-sample" and config.dataset == "mnist":
         config = config.replace(dataset="sample")  # trained offline: evaluate on the same sample
     result = evaluate_params(config, ckpt.params, split, log=log, placement=placement)
@@ -142,13 +144,17 @@ def with_data(
     data_dir: str | None = None,
     data_path: str | None = None,
     matmul_precision: str | None = None,
+    dataset: str | None = None,
 ) -> Config:
     """A trained model's config, reading its data from `data_path` or `data_dir` when given,
-    with another matmul precision when given."""
+    as `dataset` when given (for `data_path`, "auto": told from the file), with another matmul
+    precision when given."""
     if data_path is not None:
-        config = config.replace(data_path=data_path, dataset="auto")
+        config = config.replace(data_path=data_path, dataset=dataset or "auto")
     elif data_dir is not None:
         config = config.replace(data_dir=data_dir)
+    if dataset is not None:
+        config = config.replace(dataset=dataset)
     if matmul_precision is not None:
         config = config.replace(matmul_precision=matmul_precision)
     return config

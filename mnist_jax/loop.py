@@ -1,9 +1,11 @@
 """The training loop: run a Trainer's jitted epochs, evaluate, and return the history as values.
 
 `fit` advances a `TrainState` epoch by epoch (a few jitted calls per epoch only when a progress
-bar is drawn; full-batch runs fuse `eval_every` iterations into one call), checks that the loss
-and parameters stay finite, evaluates the validation split every `eval_every` epochs, and hands
-each epoch's records to `on_epoch` (the run folder writes them). Metrics stay on the device
+bar is drawn; full-batch runs fuse `eval_every` iterations into one call), stops with `Diverged`
+when the loss turns non-finite or rises far above its start (`mnist_jax.divergence`), evaluates
+the validation split every `eval_every` epochs, and hands each epoch's records to `on_epoch`
+(the run folder writes them; a diverged epoch never reaches it, so the last finite checkpoint
+stays). Metrics stay on the device
 during an epoch and become Python numbers only once it ends.
 """
 
@@ -18,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax.errors import Interrupted, MnistJaxError
+from mnist_jax import divergence
+from mnist_jax.errors import Diverged, Interrupted
 from mnist_jax.trainer import Trainer, TrainState
 
 Log = Callable[[str], None]
@@ -62,6 +65,10 @@ def fit(
         (the final state, the history: one record per epoch trained here, {"epoch",
         "train_loss", "seconds", "examples_per_second"} plus "val_loss" and "val_accuracy"
         on evaluated epochs).
+
+    Raises:
+        Diverged: after the first epoch whose loss diverged, before `on_epoch` sees it.
+        Interrupted: `should_stop` asked to stop.
     """
     config = trainer.config
     stop = should_stop or (lambda: False)
@@ -71,6 +78,7 @@ def fit(
     parts = PROGRESS_SEGMENTS if progress is not None and not config.full_batch else 1
     starts = {first: trainer.put(np.int32(first)) for first, _ in segments(per_epoch, parts)}
     history: list[dict[str, Any]] = []
+    blank = divergence.blank_loss(config.output, config.num_classes)
 
     while state.epoch < config.epochs:
         epochs_now = min(fused, config.epochs - state.epoch)
@@ -92,12 +100,8 @@ def fit(
         seconds = time.perf_counter() - started
         state.train_seconds += seconds
         records = _epoch_records(config.full_batch, state.epoch, losses, per_epoch, epochs_now)
-        state.epoch += epochs_now
-        if not math.isfinite(records[-1]["train_loss"]) or not _all_finite(state.params):
-            raise MnistJaxError(
-                f"training diverged at epoch {state.epoch} (loss or parameters not finite); "
-                f"try a smaller learning rate than {config.lr}"
-            )
+        kept, state.epoch = state.epoch, state.epoch + epochs_now
+        _check_divergence([*history, *records], len(history), blank, state.params, config.lr, kept)
         last = records[-1]
         evaluate_now = state.epoch % config.eval_every == 0 or state.epoch == config.epochs
         if evaluate_now and trainer.data.validation is not None:
@@ -111,6 +115,26 @@ def fit(
         if state.epoch < config.epochs and stop():
             raise Interrupted(f"stopped after epoch {state.epoch} of {config.epochs}")
     return state, history
+
+
+def _check_divergence(
+    records: list[dict[str, Any]], new: int, blank: float, params: Any, lr: float, kept: int
+) -> None:
+    """Raise `Diverged` when an epoch from `records[new:]` diverged (`mnist_jax.divergence`).
+
+    `records` is the run's history so far, its first record the first epoch trained here;
+    `kept` is the epoch count of the state before these epochs (the last finite one).
+    """
+    first = records[0]["train_loss"]
+    for i, record in enumerate(records[new:], start=new):
+        reference = None if i == 0 else first
+        if divergence.diverged(record["train_loss"], reference, blank):
+            why = divergence.reason(record["train_loss"], reference, blank)
+            raise Diverged(record["epoch"], record["train_loss"], lr, why, kept)
+    if not _all_finite(params):  # a step can blow up after a finite mean loss
+        last = records[-1]
+        why = f"the parameters are no longer finite (loss {last['train_loss']:.4g})"
+        raise Diverged(last["epoch"], last["train_loss"], lr, why, kept)
 
 
 def final_metrics(trainer: Trainer, params: Any) -> dict[str, float]:

@@ -24,12 +24,6 @@ from mnist_jax.limits import available_host_bytes, size_text
 # their gradients (XLA fuses some; the estimate keeps them all).
 STEP_ACTIVATIONS = 4
 EVAL_ACTIVATIONS = 2  # the forward pass only: pre-activation and activation
-LBFGS_BUFFERS = 2 * 10 + 3  # 10 (s, y) pairs, and the previous params, gradient and direction
-
-
-def optimizer_buffers(config: Config) -> int:
-    """Parameter-sized arrays the optimiser keeps."""
-    return {"sgd": 0, "momentum": 1, "nesterov": 1}.get(config.optimizer, LBFGS_BUFFERS)
 
 
 def estimate(config: Config, sizes: dict[str, int], models: int = 1) -> dict[str, int]:
@@ -46,8 +40,7 @@ def estimate(config: Config, sizes: dict[str, int], models: int = 1) -> dict[str
     """
     item = 8 if config.dtype == "float64" else 4
     widths = checkpoint.layer_sizes(config)
-    numbers = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
-    params = numbers * item * models
+    params = checkpoint.num_params(config) * item * models
     batch = sizes["train"] if config.full_batch else min(config.batch_size, sizes["train"])
     eval_batch = min(config.eval_batch_size, max(1, sizes["train"]))
     units = sum(widths) * item  # one example's activations, input included
@@ -55,7 +48,7 @@ def estimate(config: Config, sizes: dict[str, int], models: int = 1) -> dict[str
     return {
         "parameters": params,
         "gradients and update": 2 * params,
-        "optimizer state": optimizer_buffers(config) * params,
+        "optimizer state": checkpoint.optimizer_buffers(config) * params,
         "training activations": STEP_ACTIVATIONS * batch * units * models,
         # Training images and labels, then every split again in padded evaluation batches.
         "dataset": sizes["train"] * (widths[0] + 4) + padded * (widths[0] + 4 + 1),

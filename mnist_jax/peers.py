@@ -1,6 +1,6 @@
 """The benchmark's peers: the same plain-SGD training done by mnist-jax and by other means.
 
-Each peer gives, for a config and the images x (N, 784) uint8 with labels y (N,) int32, a
+Each peer gives, for a config and the images x (N, pixels) uint8 with labels y (N,) int32, a
 `prepare()` that returns fresh starting state (not timed) and a `run(state)` that trains one
 timed call's worth of steps and waits for it; `mnist_jax.bench` times them side by side.
 
@@ -34,15 +34,19 @@ def steps_per_call(config: Config, n: int) -> int:
     return config.epochs if config.full_batch else optim.steps_per_epoch(config, n)
 
 
-def bench_splits(x: np.ndarray, y: np.ndarray) -> Splits:
-    """The benchmark's images as a run's splits: all of them train; the test split is unused."""
+def bench_splits(config: Config, x: np.ndarray, y: np.ndarray) -> Splits:
+    """The benchmark's images as a run's splits: all of them train; the test split is unused.
+
+    x is (N, pixels); the image size and class count are the config's (fitted to the data).
+    """
     empty = Split(x[:0], y[:0])
-    return Splits("bench", Split(x, y), empty, Split(x[:1], y[:1]))
+    shape, classes = (config.input_size,), config.num_classes
+    return Splits("bench", Split(x, y), empty, Split(x[:1], y[:1]), shape, classes)
 
 
 def jax_epoch(config: Config, x: np.ndarray, y: np.ndarray, device: jax.Device):
     """Compile the trainer's epoch for `config` on (x, y); return (compile_s, prepare, run, ...)."""
-    trainer = build(config, bench_splits(x, y), device)
+    trainer = build(config, bench_splits(config, x, y), device)
     state = trainer.init_state()
     train, key, first = trainer.data.train, trainer.epoch_key(0), trainer.put(np.int32(0))
     steps = steps_per_call(config, len(x))

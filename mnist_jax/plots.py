@@ -41,18 +41,23 @@ def plot_run(
     log: Callable[[str], None] = print,
     *,
     split: str = "test",
+    data_path: str | None = None,
+    dataset: str | None = None,
 ) -> list[Path]:
     """Write the four PNG files of `FILES` into a finished run's folder; return their paths.
 
     The curves come from its metrics.jsonl; the rest from its checkpoint, evaluated again on
-    `split` (rebuilt from its config and seed, as `mnist-jax eval` does).
+    `split` (rebuilt from its config and seed, as `mnist-jax eval` does, with its data read
+    from `data_dir`, `data_path` or as `dataset` when given).
     """
     require_matplotlib()
     from mnist_jax import evaluation, rundir
 
     run_dir = Path(run_dir)
     records = rundir.read_metrics(run_dir)
-    result, ckpt = evaluation.evaluate_checkpoint(run_dir, split, data_dir=data_dir, log=log)
+    result, ckpt = evaluation.evaluate_checkpoint(
+        run_dir, split, data_dir=data_dir, data_path=data_path, dataset=dataset, log=log
+    )
     return draw(run_dir, records, result, np.asarray(ckpt.params[0]["w"]))
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from mnist_jax import checkpoint, distributed, memory, owndata, rundir, runtime
 from mnist_jax.config import Config, load_config
 from mnist_jax.console import note
-from mnist_jax.errors import ConfigError, Interrupted, MnistJaxError
+from mnist_jax.errors import ConfigError, Diverged, Interrupted, MnistJaxError
 
 # Room asked for beyond the checkpoint itself: metrics, summary, and the temporary copy that
 # an atomic write holds next to the old file.
@@ -107,6 +107,10 @@ def train_command(
             )  # fmt: skip
     except Interrupted as e:
         raise Interrupted(f"{e}; {rundir.how_to_continue(out)}") from None
+    except Diverged as e:
+        if not lead:  # the same line, but only process 0 reports the facts (--json)
+            raise MnistJaxError(str(e.saying(kept_in(out, e)))) from None
+        raise e.saying(kept_in(out, e)) from None
     except (MemoryError, RuntimeError) as e:  # XLA's JaxRuntimeError is a RuntimeError
         if not memory.is_out_of_memory(e):
             raise
@@ -129,14 +133,18 @@ def train_command(
     return result
 
 
+def kept_in(out: Path, error: Diverged) -> str:
+    """Say what the run folder of a diverged run keeps, and how to go on with a smaller lr."""
+    if error.kept_epoch == 0:
+        return f"nothing was saved in {out}"
+    return (
+        f"{out} keeps epoch {error.kept_epoch}; continue with: mnist-jax train --resume {out} "
+        f"--lr {error.suggested_lr:g}"
+    )
+
+
 def _quiet(line: str) -> None:
     """The log of processes other than 0: their epochs are process 0's."""
-
-
-def num_params(config: Config) -> int:
-    """Count the weights and biases of the config's MLP."""
-    sizes = checkpoint.layer_sizes(config)
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
 def check_writable(out: Path) -> None:
@@ -152,22 +160,13 @@ def check_writable(out: Path) -> None:
 
 def check_free_space(out: Path, config: Config) -> None:
     """Fail before training if the run folder's disk cannot hold two checkpoints."""
-    needed = 2 * expected_checkpoint_bytes(config) + SPACE_MARGIN_BYTES
+    needed = 2 * checkpoint.expected_bytes(config) + SPACE_MARGIN_BYTES
     free = shutil.disk_usage(out).free
     if free < needed:
         raise MnistJaxError(
             f"not enough free space for the run folder {out}: {free / 1e6:,.1f} MB free, "
             f"a run of this config needs about {needed / 1e6:,.1f} MB"
         )
-
-
-def expected_checkpoint_bytes(config: Config) -> int:
-    """Estimate a checkpoint's size: parameters plus one same-sized optimiser buffer."""
-    numbers = num_params(config)
-    buffers = 2 if config.optimizer in ("momentum", "nesterov") else 1
-    if config.optimizer == "lbfgs":
-        buffers = 2 + 2 * 10  # params, gradient, and L-BFGS's memory of 10 pairs
-    return numbers * buffers * (8 if config.dtype == "float64" else 4)
 
 
 @contextlib.contextmanager
@@ -213,7 +212,7 @@ class Plan:
         return {
             "config": self.config.to_dict(),
             "architecture": list(checkpoint.layer_sizes(self.config)),
-            "num_params": num_params(self.config),
+            "num_params": checkpoint.num_params(self.config),
             "dataset": self.dataset,
             "images": self.sizes,
             "steps_per_epoch": self.steps_per_epoch,
@@ -226,7 +225,7 @@ class Plan:
         c, sizes = self.config, self.sizes
         arch = "-".join(map(str, checkpoint.layer_sizes(c)))
         return [
-            f"config     {c.name}: {arch} {c.activation}, {num_params(c):,} parameters",
+            f"config     {c.name}: {arch} {c.activation}, {checkpoint.num_params(c):,} parameters",
             f"data       {self.dataset}: {sizes['train']:,} train, {sizes['validation']:,} "
             f"validation, {sizes['test']:,} test",
             f"training   {c.optimizer}, {c.epochs} epochs x {self.steps_per_epoch} steps, "

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mnist_jax import data, distributed, memory, optim, step
+from mnist_jax import data, distributed, divergence, memory, optim, step
 from mnist_jax.config import Config
 from mnist_jax.data import Splits
 from mnist_jax.errors import ConfigError
@@ -117,7 +117,7 @@ def grid(config: Config, seeds: Sequence[int], lrs: Sequence[float]) -> list[tup
     return models
 
 
-RESULTS = ("train_loss", "val_accuracy", "val_loss", "test_accuracy", "test_loss")
+RESULTS = ("train_loss", "val_accuracy", "val_loss", "test_accuracy", "test_loss", "diverged_epoch")
 
 
 def sweep_command(
@@ -152,10 +152,14 @@ def sweep_command(
     table = distributed.gather_rows(table.reshape(len(rows), len(RESULTS)), len(models))
     if not distributed.is_lead():
         return None
-    return [
+    rows = [
         {"seed": seed, "lr": lr, **{k: float(v) for k, v in zip(RESULTS, values) if v == v}}
         for (seed, lr), values in zip(models, table)
     ]
+    for row in rows:
+        if "diverged_epoch" in row:
+            row["diverged_epoch"] = int(row["diverged_epoch"])
+    return rows
 
 
 def _run_sweep(config, models, placement, log) -> list[dict[str, Any]]:
@@ -169,7 +173,8 @@ def _run_sweep(config, models, placement, log) -> list[dict[str, Any]]:
     fused = config.eval_every if config.full_batch else 1
     first = trainer.put(np.int32(0))
     train = trainer.data.train
-    done, losses = 0, None
+    watch = Watch(divergence.blank_loss(config.output, trainer.config.num_classes), len(models))
+    done, mean = 0, None
     while done < config.epochs:
         now = min(fused, config.epochs - done)
         started = time.perf_counter()
@@ -177,19 +182,19 @@ def _run_sweep(config, models, placement, log) -> list[dict[str, Any]]:
             params, opt_state, lrs, train.x, train.y, trainer.epoch_key(done), first,
             num_steps=now if config.full_batch else per_epoch,
         )  # fmt: skip
+        # (K, epochs in this call): full-batch calls fuse several epochs of one step each
         losses = np.asarray(losses, np.float64)
-        done += now
-        mean = losses[:, -1] if config.full_batch else losses / per_epoch
-        log(
-            f"epoch {done}/{config.epochs}  {len(models)} models  loss {mean.min():.4f}.."
-            f"{mean.max():.4f}  {time.perf_counter() - started:.2f} s"
-        )
+        epochs = losses if config.full_batch else losses[:, None] / per_epoch
+        for column in epochs.T:
+            done += 1
+            watch.epoch(done, column)
+        mean = epochs[:, -1]
+        log(f"epoch {done}/{config.epochs}  {watch.describe(mean)}  "
+            f"{time.perf_counter() - started:.2f} s")  # fmt: skip
     evaluate = jax.jit(jax.vmap(trainer.evaluate, in_axes=(0, None)))
     rows = [
         {"seed": seed, "lr": lr, "train_loss": float(loss)}
-        for (seed, lr), loss in zip(
-            models, losses[:, -1] if config.full_batch else losses / per_epoch
-        )
+        for (seed, lr), loss in zip(models, mean)
     ]
     for name, batches in (("val", trainer.data.validation), ("test", trainer.data.test)):
         if batches is None:
@@ -198,7 +203,40 @@ def _run_sweep(config, models, placement, log) -> list[dict[str, Any]]:
         for r, l_sum, c, m in zip(rows, loss_sum, correct, count):
             r[f"{name}_accuracy"] = float(c / m)
             r[f"{name}_loss"] = float(l_sum / m)
-    return rows
+    return [watch.mark(i, row) for i, row in enumerate(rows)]
+
+
+class Watch:
+    """Which models of a sweep diverged, at which epoch and loss (`mnist_jax.divergence`)."""
+
+    def __init__(self, blank: float, count: int):
+        self.blank, self.first = blank, None
+        self.at = np.zeros(count, np.int64)  # the epoch each model diverged at; 0: it has not
+        self.loss = np.full(count, np.nan)
+
+    def epoch(self, number: int, loss: np.ndarray) -> None:
+        """Take the models' mean training losses (K,) of epoch `number`."""
+        new = divergence.diverged(loss, self.first, self.blank) & (self.at == 0)
+        self.at[new], self.loss[new] = number, loss[new]
+        self.first = loss if self.first is None else self.first
+
+    def describe(self, loss: np.ndarray) -> str:
+        """The epoch's log: the loss range of the models still training, and how many diverged."""
+        alive = loss[self.at == 0]
+        text = f"{len(loss)} models"
+        if len(alive):
+            text += f"  loss {alive.min():.4f}..{alive.max():.4f}"
+        gone = int((self.at > 0).sum())
+        return f"{text}  {gone} diverged" if gone else text
+
+    def mark(self, i: int, row: dict[str, Any]) -> dict[str, Any]:
+        """Model i's row, or for a diverged model its seed, lr, epoch and loss only."""
+        if not self.at[i]:
+            return row
+        marked = {"seed": row["seed"], "lr": row["lr"], "diverged_epoch": int(self.at[i])}
+        if np.isfinite(self.loss[i]):  # JSON has no nan
+            marked["train_loss"] = float(self.loss[i])
+        return marked
 
 
 def bench_epoch(configs: Sequence[Config], splits: Splits, device: jax.Device):
@@ -234,6 +272,12 @@ def format_rows(rows: list[dict[str, Any]]) -> list[str]:
     """Render the sweep's results, one line per model."""
     lines = ["seed  lr        train_loss  val_acc  test_acc"]
     for r in rows:
+        if "diverged_epoch" in r:
+            loss = f"loss {r['train_loss']:.4g}" if "train_loss" in r else "loss not finite"
+            lines.append(
+                f"{r['seed']:<5} {r['lr']:<9.4g} diverged at epoch {r['diverged_epoch']} ({loss})"
+            )
+            continue
         val = f"{r['val_accuracy']:.2%}" if "val_accuracy" in r else "-"
         lines.append(
             f"{r['seed']:<5} {r['lr']:<9.4g} {r['train_loss']:<11.4f} {val:<8} "

@@ -29,6 +29,7 @@ from mnist_jax.config import Config
 from mnist_jax.errors import DataError
 from mnist_jax.files import atomic_write_bytes
 from mnist_jax.idx import read_bytes
+from mnist_jax.limits import check_claim
 
 FORMAT = "%.18e"  # round-trips float64 exactly (17 significant digits suffice)
 IMPORTED = "imported-theta"  # the dataset name an imported checkpoint records
@@ -72,7 +73,9 @@ def parse_theta(raw: bytes, name: str) -> np.ndarray:
     """Parse Theta text into a (rows, columns) float64 array, strictly.
 
     Every non-empty line must hold the same number (at least 2) of whitespace-separated finite
-    numbers; trailing blank lines are ignored, a blank line between rows is not.
+    numbers; trailing blank lines are ignored, a blank line between rows is not. The first
+    line's width times the number of lines is what the file declares: it is checked against
+    the memory limit before the array is allocated, then filled one row at a time.
 
     Raises:
         DataError: one line naming the file, the line (and column) and what is wrong.
@@ -86,16 +89,17 @@ def parse_theta(raw: bytes, name: str) -> np.ndarray:
     lines = text.rstrip().splitlines()
     if not lines:
         raise DataError(f"{name}: empty file; expected one row of numbers per unit")
-    rows, width = [], None
+    width = first_width(raw)
+    if width < 2:
+        raise DataError(f"{name}: line 1 has {width} number; a row is a bias and weights")
+    claim = len(lines) * width * 8
+    check_claim(name, claim, f"{len(lines)} lines of {width} numbers make a float64 array")
+    rows = np.empty((len(lines), width), np.float64)
     for number, line in enumerate(lines, start=1):
         cells = line.split()
         if not cells:
             raise DataError(f"{name}: line {number} is empty")
-        if width is None:
-            width = len(cells)
-            if width < 2:
-                raise DataError(f"{name}: line 1 has {width} number; a row is a bias and weights")
-        elif len(cells) != width:
+        if len(cells) != width:
             raise DataError(f"{name}: line {number} has {len(cells)} numbers, line 1 has {width}")
         try:
             row = [float(cell) for cell in cells]
@@ -110,8 +114,13 @@ def parse_theta(raw: bytes, name: str) -> np.ndarray:
             raise DataError(
                 f"{name}: line {number}, column {column}: {cells[column - 1]} is not finite"
             )
-        rows.append(row)
-    return np.array(rows, np.float64)
+        rows[number - 1] = row
+    return rows
+
+
+def first_width(raw: bytes) -> int:
+    """The count of numbers on a Theta file's first line (the layer's 1 + inputs)."""
+    return len(raw[: raw.find(b"\n") if b"\n" in raw else len(raw)].split())
 
 
 def _is_number(cell: str) -> bool:
@@ -136,14 +145,16 @@ def read_thetas(folder: Path) -> list[np.ndarray]:
         raise DataError(f"{folder}: no {theta_name(0)}; expected Theta1.txt, Theta2.txt, ...")
     thetas = []
     while (path := folder / theta_name(len(thetas))).is_file():
-        theta = parse_theta(read_bytes(path), str(path))
-        if thetas and theta.shape[1] != thetas[-1].shape[0] + 1:
+        raw = read_bytes(path)
+        # The first line says how many inputs the layer takes: checked against the previous
+        # layer's units before the rest is parsed (a narrower line is parse_theta's to name).
+        if thetas and (width := first_width(raw)) >= 2 and width != thetas[-1].shape[0] + 1:
             previous = theta_name(len(thetas) - 1)
             raise DataError(
-                f"{path}: has {theta.shape[1]} columns but {previous} has {thetas[-1].shape[0]} "
+                f"{path}: has {width} columns but {previous} has {thetas[-1].shape[0]} "
                 f"rows (units); a layer needs 1 + the previous layer's units columns"
             )
-        thetas.append(theta)
+        thetas.append(parse_theta(raw, str(path)))
     return thetas
 
 

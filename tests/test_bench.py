@@ -70,3 +70,20 @@ def test_the_bench_script_is_the_bench_command():
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
     assert [w["name"] for w in report["workloads"]] == ["tiny"]
+
+
+def test_bench_takes_its_sizes_from_a_dataset_that_is_not_mnist(tmp_path):
+    from tests.conftest import run_cli
+    from tests.test_owndata import stroke_folder
+
+    folder = stroke_folder(tmp_path / "strokes", 16, 3, train=300, test=50)  # 16x16, 3 classes
+    args = ["bench", "--quick", "--repeats", "1", "--workloads", "tiny,sweep", "--json"]
+    result = run_cli([*args, "--data", str(folder)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["dataset"] == "idx:strokes"
+    tiny = report["workloads"][0]
+    assert tiny["sizes"] == [256, 10, 3] and tiny["description"].startswith("256-10-3, ")
+    cost = bench.workload_cost((256, 10, 3), tiny["batch_size"], tiny["steps"], full=False)
+    assert tiny["flops"] == cost["flops"]
+    assert all(r["median_s"] > 0 for w in report["workloads"] for r in w["rows"][:1])

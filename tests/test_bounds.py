@@ -192,6 +192,87 @@ def test_a_checkpoint_member_larger_than_its_zip_entry_is_refused(tmp_path):
     assert peak < 600 * MB
 
 
+def deflated_zeros_member(path: Path, name: str, head: bytes, zeros: int) -> None:
+    """Write a zip whose one deflated member is `head` then `zeros` zero bytes (a multiple of
+    1 MB), in about a thousandth of that, without compressing gigabytes.
+
+    A full flush after each block of zeros resets the compressor, so every block compresses
+    to the same bytes: one block is compressed and its output repeated. Sizes and CRC are
+    true, in a zip64 entry, so a reader that inflated the member would get every byte.
+    """
+    block = 1_000_000
+    assert zeros % block == 0
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate, as zip stores it
+    first = squeeze.compress(head) + squeeze.flush(zlib.Z_FULL_FLUSH)
+    repeat = squeeze.compress(bytes(block)) + squeeze.flush(zlib.Z_FULL_FLUSH)
+    last = squeeze.flush()
+    crc, zero = zlib.crc32(head), bytes(block)
+    for _ in range(zeros // block):
+        crc = zlib.crc32(zero, crc)
+    size, packed = len(head) + zeros, len(first) + len(repeat) * (zeros // block) + len(last)
+    sizes = struct.pack("<HHQQ", 1, 16, size, packed)  # the zip64 extra field
+    raw, far = name.encode(), 0xFFFFFFFF  # 32-bit sizes say: see the zip64 field
+    with path.open("wb") as f:
+        f.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, 8, 0, 0x21, crc, far, far,
+                            len(raw), len(sizes)) + raw + sizes)  # fmt: skip
+        f.write(first)
+        for _ in range(zeros // block):
+            f.write(repeat)
+        f.write(last)
+        directory = f.tell()
+        entry = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 0, 8, 0, 0x21, crc, far,
+                            far, len(raw), len(sizes), 0, 0, 0, 0, 0) + raw + sizes  # fmt: skip
+        f.write(entry)
+        f.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(entry), directory, 0))
+
+
+@pytest.fixture(scope="module")
+def hostile_checkpoint(tmp_path_factory) -> Path:
+    """A 784-32-10 run's checkpoint whose first weight declares 30000x30000 float32 zeros."""
+    folder = tmp_path_factory.mktemp("hostile")
+    honest = folder / "honest.npz"
+    cfg = from_dict({"hidden": [32], "input_size": 784, "num_classes": 10})
+    params = [
+        {"w": np.zeros((784, 32), np.float32), "b": np.zeros(32, np.float32)},
+        {"w": np.zeros((32, 10), np.float32), "b": np.zeros(10, np.float32)},
+    ]
+    checkpoint.save(honest, params, [], cfg, epoch=1)
+    path = folder / "run" / checkpoint.FILE_NAME
+    path.parent.mkdir()
+    deflated_zeros_member(path, "params/0/w.npy", npy_head((30_000, 30_000), "<f4"), 3_600_000_000)
+    with zipfile.ZipFile(honest) as source, zipfile.ZipFile(path, "a") as archive:
+        for name in source.namelist():
+            if name != "params/0/w.npy":
+                archive.writestr(name, source.read(name))
+    return path
+
+
+def test_the_hostile_checkpoint_really_declares_gigabytes_in_a_few_megabytes(hostile_checkpoint):
+    assert hostile_checkpoint.stat().st_size < 5 * MB
+    with zipfile.ZipFile(hostile_checkpoint) as archive:
+        member = archive.getinfo("params/0/w.npy")
+        assert member.file_size == 30_000 * 30_000 * 4 + 128
+        with archive.open(member) as f:  # the start inflates as any zip reader sees it
+            assert f.read(128 + 4 * MB)[128:] == bytes(4 * MB)
+
+
+@pytest.mark.parametrize(
+    "command", [["eval"], ["predict", "DIGIT"], ["serve", "--port", "0"], ["theta", "export"]]
+)
+def test_a_checkpoint_member_larger_than_its_config_is_refused_before_inflating(
+    hostile_checkpoint, tmp_path, command
+):
+    digit = tmp_path / "digit.npy"
+    np.save(digit, np.zeros((28, 28), np.uint8))
+    args = [a.replace("DIGIT", str(digit)) for a in command]
+    args.insert(len(command) if command[0] == "theta" else 1, str(hostile_checkpoint))
+    if command[0] == "theta":
+        args += ["--out", str(tmp_path / "thetas")]
+    code, err, peak = run_child(args)
+    assert_one_line(code, err, "layer 0 w has shape (30000, 30000)", "asks for (784, 32)")
+    assert peak < 300 * MB
+
+
 def test_a_csv_that_inflates_past_the_limit_is_refused(tmp_path):
     path = tmp_path / "train.csv.gz"
     zeros_gzip(path, b"label," + b"0," * 100, 64 * MB)

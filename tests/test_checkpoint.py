@@ -108,3 +108,27 @@ def test_a_config_saved_with_the_old_momentum_keys_is_read_as_the_same_optimizer
     assert config.optimizer == optimizer
     if optimizer != "sgd":
         assert config.momentum == 0.9
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "lbfgs"])
+def test_the_expected_size_covers_the_optimisers_real_state(optimizer):
+    import jax
+
+    from mnist_jax import optim
+    from mnist_jax.trainer import draw_state
+
+    batch = "full" if optimizer == "lbfgs" else 64
+    config = Config(hidden=(16,), optimizer=optimizer, batch_size=batch, schedule="cosine")
+    params, state = draw_state(config, jax.random.key(0), optim.make_optimizer(config, 100))
+    held = sum(np.asarray(leaf).nbytes for leaf in jax.tree_util.tree_leaves((params, state)))
+    expected = checkpoint.expected_bytes(config)
+    assert expected <= held <= expected + checkpoint.EXTRA_BYTES  # only scalars left over
+
+
+def test_arrays_beyond_what_the_config_keeps_are_refused_from_their_headers(tmp_path):
+    params = params_for(CONFIG)  # 784-4-10 with plain SGD: no parameter-sized state
+    checkpoint.save(tmp_path, params, [np.zeros((1000, 1000), np.float32)], CONFIG, epoch=1)
+    with pytest.raises(CheckpointError, match=r"besides the parameters declare 4.0 MB \(opt/0"):
+        checkpoint.load(tmp_path)
+    checkpoint.save(tmp_path, params, [np.zeros((4, 4), np.float32)], CONFIG, epoch=1)
+    assert checkpoint.load(tmp_path).opt_leaves[0].shape == (4, 4)  # small extras still load

@@ -1,6 +1,7 @@
 import inspect
 import json
 import re
+from pathlib import Path
 
 import pytest
 import typer
@@ -135,3 +136,33 @@ def test_shell_completion_offers_commands_and_choices(words, cword, expected):
     )
     assert done.returncode == 0, done.stderr
     assert set(done.stdout.split()) == expected
+
+
+DATA_COMMANDS = [["train"], ["eval"], ["plot"], ["gradcheck"], ["compare"], ["bench"], ["sweep"]]
+
+
+def test_every_command_that_reads_a_dataset_takes_the_same_data_options():
+    from tests.test_readme import help_options
+
+    helps = {}
+    for command in DATA_COMMANDS:
+        assert {"--data", "--data-dir", "--dataset"} <= help_options(command), command
+        text = " ".join(run_cli([*command, "--help"]).stdout.split())
+        helps[command[0]] = text[text.index("--data PATH") : text.index("--data PATH") + 80]
+    assert len(set(helps.values())) == 1, helps  # one declaration, one help text
+
+
+def test_eval_and_plot_read_another_source_through_the_same_options(trained, tmp_path):
+    out, _ = trained
+    sample = str(Path(__file__).resolve().parents[1] / "mnist_jax" / "sample")
+    own = json.loads(runner.invoke(app, ["eval", str(out), "--json"]).stdout)
+    for source in (["--data", sample], ["--dataset", "idx", "--data-dir", sample]):
+        result = run_cli(["eval", str(out), "--json", *source])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["accuracy"] == own["accuracy"]  # the same images
+    wrong = run_cli(["eval", str(out), "--dataset", "idx", "--data-dir", str(tmp_path)])
+    assert wrong.exit_code == 2 and str(tmp_path) in wrong.stderr  # really read from there
+    pytest.importorskip("matplotlib")
+    drawn = run_cli(["plot", str(out), "--dataset", "idx", "--data", sample])
+    assert drawn.exit_code == 0, drawn.output
+    assert all(Path(line).exists() for line in drawn.stdout.split())

@@ -1,5 +1,6 @@
 """The activation comparison: one run per activation, the table, the plot and its extra."""
 
+import json
 import sys
 
 import pytest
@@ -8,7 +9,7 @@ from typer.testing import CliRunner
 from mnist_jax import cli, compare
 from mnist_jax.config import load_config
 from mnist_jax.errors import ConfigError, MnistJaxError
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SMOKE
 
 CONFIG = ROOT / "configs" / "seed-activations-15.toml"
 
@@ -66,3 +67,41 @@ def test_activation_list_is_checked():
     for bad in ("relu,swish", "relu,relu", ""):
         with pytest.raises(ConfigError, match="--activations"):
             compare.parse_activations(bad)
+
+
+def test_compare_runs_on_a_dataset_that_is_not_mnist(tmp_path):
+    from mnist_jax import checkpoint
+    from tests.conftest import run_cli
+    from tests.test_owndata import stroke_folder
+
+    folder = stroke_folder(tmp_path / "strokes", 16, 3)  # 16x16 images, 3 classes
+    args = ["compare", "--activations", "tanh,relu", "--epochs", "2", "--json"]
+    out = ["--out", str(tmp_path / "runs")]
+    result = run_cli([*args, "--dataset", "idx", "--data-dir", str(folder), *out])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["activation"] for r in rows] == ["tanh", "relu"]
+    assert all(r["test_error"] < 1 / 3 for r in rows)  # chance would be 2/3
+    saved = checkpoint.load(tmp_path / "runs" / "relu").config
+    assert checkpoint.layer_sizes(saved) == (256, *saved.hidden, 3)
+
+
+def test_a_diverged_activation_is_marked_and_the_others_still_compared(monkeypatch):
+    from mnist_jax import api
+    from mnist_jax.errors import Diverged
+
+    real_train = api.train
+
+    def relu_diverges(config, *args, **kwargs):
+        if config.activation == "relu":
+            raise Diverged(1, float("nan"), config.lr, "the training loss is nan", 0)
+        return real_train(config, *args, **kwargs)
+
+    monkeypatch.setattr(api, "train", relu_diverges)
+    config = load_config(SMOKE).replace(train_size=1000, epochs=1)
+    rows = compare.compare(config, ("relu", "tanh"), log=lambda _: None)
+    assert rows[0] == {"activation": "relu", "diverged_epoch": 1, "final_loss": None}
+    assert rows[1]["activation"] == "tanh" and rows[1]["test_error"] < 0.5
+    json.dumps(rows)  # JSON has no nan: the diverged loss is None
+    table = compare.format_table(rows)
+    assert "diverged at epoch 1 (loss not finite)" in table[1] and "tanh" in table[2]

@@ -781,18 +781,25 @@ def test_divergence_exits_2_and_keeps_the_last_finite_checkpoint(tmp_path):
     result = runner.invoke(app, [*args, "--out", str(out), "--epochs", "1"])
     assert result.exit_code == 0, result.output
     good = (out / checkpoint.FILE_NAME).read_bytes()
-    result = runner.invoke(app, ["train", "--resume", str(out), "--epochs", "3", "--lr", "1e30"])
+    resume = ["train", "--resume", str(out), "--epochs", "3", "--lr", "1e30"]
+    result = runner.invoke(app, resume)
     assert_one_error_line(
-        result, "diverged at epoch 2", "smaller learning rate than 1e+30", trained=True
+        result, "diverged at epoch 2", "--lr 1e+29", f"{out} keeps epoch 1", trained=True
     )
     assert (out / checkpoint.FILE_NAME).read_bytes() == good
     kept = checkpoint.load(out)
     assert kept.epoch == 1
     assert all(np.isfinite(a).all() for layer in kept.params for a in layer.values())
+    result = runner.invoke(app, [*resume, "--json"])  # the same facts, as one JSON document
+    assert result.exit_code == 2
+    facts = json.loads(result.stdout)
+    assert facts["status"] == "diverged" and facts["epoch"] == 2 and facts["kept_epoch"] == 1
+    assert facts["suggested_lr"] == 1e29 and facts["error"] in result.stderr
+    assert (out / checkpoint.FILE_NAME).read_bytes() == good
 
     fresh = tmp_path / "fresh"
     result = runner.invoke(app, [*args, "--out", str(fresh), "--lr", "1e30"])
-    assert_one_error_line(result, "diverged at epoch 1", "smaller learning rate", trained=True)
+    assert_one_error_line(result, "diverged at epoch 1", "nothing was saved", trained=True)
     assert not (fresh / checkpoint.FILE_NAME).exists()  # nothing non-finite is ever saved
 
 

@@ -112,3 +112,17 @@ def test_layers_that_do_not_chain_or_a_missing_first_file_are_named(tmp_path):
     assert "Theta2.txt: has 4 columns but Theta1.txt has 2 rows" in result.stderr
     result = run_cli(["theta", "import", str(tmp_path), "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "no Theta1.txt" in result.stderr
+
+
+def test_a_theta_file_declaring_more_than_the_limit_is_refused_before_parsing(
+    tmp_path, monkeypatch
+):
+    folder = tmp_path / "t"
+    folder.mkdir()
+    # 40 kB of text under a 100 kB limit, but 100 x 200 float64 numbers take 160 kB
+    (folder / "Theta1.txt").write_text(("0 " * 200 + "\n") * 100)
+    monkeypatch.setenv("MNIST_JAX_MAX_BYTES", "100000")
+    result = run_cli(["theta", "import", str(folder), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert "Theta1.txt: 100 lines of 200 numbers make a float64 array (160.0 kB)" in result.stderr
+    assert not (tmp_path / "run").exists()
