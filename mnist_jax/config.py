@@ -57,12 +57,13 @@ class Config:
             twelfth of them (5,000 of MNIST's 60,000), 0 means no validation set.
         train_size, test_size: keep a seed-chosen subset of this many images (None: all).
         input_norm: how pixels (0..255) become inputs, inside the jitted code (see
-            `mnist_jax.standardize`): "standardize" ((pixel - input_mean) / input_std, the
-            training split's statistics) or "scale" (pixel * input_scale, as the seed configs
-            and checkpoints written before standardisation do).
+            `mnist_jax.standardize`): "standardize" ((pixel - input_mean) / input_std *
+            input_spread, by the training split's statistics) or "scale" (pixel * input_scale,
+            as the seed configs and checkpoints written before standardisation do).
         input_mean, input_std: the training split's mean and standard deviation over all
             pixels (grey levels; std floored at 1); None means "measure them": filled in when
             a standardising run's data is loaded and saved with every checkpoint.
+        input_spread: the standard deviation standardised inputs are given (mean 0).
         input_scale: pixels are multiplied by this when input_norm = "scale".
         input_size, num_classes: pixels per image and number of classes; None means "read
             from the data" (784 and 10 for MNIST). Filled in when a run's data is loaded and
@@ -107,6 +108,7 @@ class Config:
     input_norm: str = "standardize"
     input_mean: float | None = None
     input_std: float | None = None
+    input_spread: float = 0.3
     input_scale: float = 1.0 / 255.0
     input_size: int | None = None
     num_classes: int | None = None
@@ -124,7 +126,7 @@ class Config:
     momentum: float = 0.9
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int | Literal["full"] = 128
     eval_every: int = 1
     eval_batch_size: int = 1000
@@ -387,7 +389,8 @@ def _validate(cfg: Config) -> None:
         ("input_norm", INPUT_NORMS),
     ]:
         _choice(cfg, key, options)
-    for key in ("lr", "epochs", "eval_every", "eval_batch_size", "input_scale", "init_std"):
+    positive = ("lr", "epochs", "eval_every", "eval_batch_size", "input_scale", "input_spread")
+    for key in (*positive, "init_std"):
         _positive(cfg, key)
     if cfg.input_std is not None:
         _positive(cfg, "input_std")

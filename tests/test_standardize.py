@@ -25,7 +25,7 @@ def test_constant_pixels_are_divided_by_the_floor_not_by_zero(level):
     assert standardize.pixel_stats(images) == (level, standardize.STD_FLOOR)
     config = standardize.fit(load_config(SMOKE), images)
     x = np.asarray(step.scale_inputs(np.full((3, 16), 255, np.uint8), config))
-    np.testing.assert_allclose(x, (255 - level) / standardize.STD_FLOOR)
+    np.testing.assert_allclose(x, (255 - level) / standardize.STD_FLOOR * config.input_spread)
 
 
 def test_stats_come_from_the_training_split_only():
@@ -35,9 +35,9 @@ def test_stats_come_from_the_training_split_only():
     splits = Splits("bright-held-out", train, bright, bright)
     config = trainer.build(load_config(SMOKE, {"batch_size": 32}), splits).config
     assert (config.input_mean, config.input_std) == standardize.pixel_stats(train.x)
-    # The network's inputs over the training split have mean 0 and variance 1.
+    # The network's inputs over the training split have mean 0 and the recipe's spread.
     x = np.asarray(step.scale_inputs(train.x.reshape(64, -1), config), np.float64)
-    assert abs(x.mean()) < 1e-5 and x.std() == pytest.approx(1.0, rel=1e-5)
+    assert abs(x.mean()) < 1e-5 and x.std() == pytest.approx(config.input_spread, rel=1e-5)
 
 
 def test_stated_statistics_and_the_scale_recipe_are_kept():
