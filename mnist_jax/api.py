@@ -119,7 +119,7 @@ def train(
         state = trainer.init_state()
         if resume is not None:
             state = restore_state(resume, state, trainer.placement)
-        config = trainer.config  # with the input size and class count read from the data
+        config = trainer.config  # with the sizes and pixel statistics read from the data
         # In a job of several processes, process 0 alone writes the run folder.
         writes = out is not None and jax.process_index() == 0
         folder = RunFolder(out, config, trainer.data.name, state.epoch) if writes else None

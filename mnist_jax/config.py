@@ -33,6 +33,7 @@ PRECISIONS = ("auto", "default", "high", "highest")  # matrix products; see mnis
 TRICKS = ("auto", "on", "off")  # the CPU-tuned kernels; see mnist_jax.backend
 DATASETS = ("mnist", "sample", "auto", "idx", "kaggle-csv", "onehot-csv", "mat")
 KAGGLE_SPLITS = ("shuffled", "notebook")
+INPUT_NORMS = ("standardize", "scale")  # see mnist_jax.standardize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +56,15 @@ class Config:
         validation_size: images held out of the training set for validation; None means one
             twelfth of them (5,000 of MNIST's 60,000), 0 means no validation set.
         train_size, test_size: keep a seed-chosen subset of this many images (None: all).
-        input_scale: pixels (0..255) are multiplied by this inside the jitted code.
+        input_norm: how pixels (0..255) become inputs, inside the jitted code (see
+            `mnist_jax.standardize`): "standardize" ((pixel - input_mean) / input_std *
+            input_spread, by the training split's statistics) or "scale" (pixel * input_scale,
+            as the seed configs and checkpoints written before standardisation do).
+        input_mean, input_std: the training split's mean and standard deviation over all
+            pixels (grey levels; std floored at 1); None means "measure them": filled in when
+            a standardising run's data is loaded and saved with every checkpoint.
+        input_spread: the standard deviation standardised inputs are given (mean 0).
+        input_scale: pixels are multiplied by this when input_norm = "scale".
         input_size, num_classes: pixels per image and number of classes; None means "read
             from the data" (784 and 10 for MNIST). Filled in when a run's data is loaded and
             saved with every checkpoint, so evaluation rebuilds the same network.
@@ -96,6 +105,10 @@ class Config:
     validation_size: int | None = None
     train_size: int | None = None
     test_size: int | None = None
+    input_norm: str = "standardize"
+    input_mean: float | None = None
+    input_std: float | None = None
+    input_spread: float = 0.3
     input_scale: float = 1.0 / 255.0
     input_size: int | None = None
     num_classes: int | None = None
@@ -113,7 +126,7 @@ class Config:
     momentum: float = 0.9
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int | Literal["full"] = 128
     eval_every: int = 1
     eval_batch_size: int = 1000
@@ -265,10 +278,15 @@ def config_from_json(text: str) -> Config:
 
 
 def _upgrade(values: dict[str, Any]) -> dict[str, Any]:
-    """Read a config saved by mnist-jax 0.1.0, whose SGD carried `momentum` and `nesterov`."""
+    """Read a config saved by an older mnist-jax.
+
+    One saved before standardisation (no `input_norm`) scaled its pixels by `input_scale`;
+    one saved by mnist-jax 0.1.0 carried `momentum` and `nesterov` for SGD.
+    """
+    values = dict(values)
+    values.setdefault("input_norm", "scale")
     if "nesterov" not in values:
         return values
-    values = dict(values)
     nesterov, momentum = values.pop("nesterov"), values.get("momentum")
     if values.get("optimizer", "sgd") == "sgd" and momentum:
         values["optimizer"] = "nesterov" if nesterov else "momentum"
@@ -368,10 +386,16 @@ def _validate(cfg: Config) -> None:
         ("cpu_tricks", TRICKS),
         ("dataset", DATASETS),
         ("kaggle_split", KAGGLE_SPLITS),
+        ("input_norm", INPUT_NORMS),
     ]:
         _choice(cfg, key, options)
-    for key in ("lr", "epochs", "eval_every", "eval_batch_size", "input_scale", "init_std"):
+    positive = ("lr", "epochs", "eval_every", "eval_batch_size", "input_scale", "input_spread")
+    for key in (*positive, "init_std"):
         _positive(cfg, key)
+    if cfg.input_std is not None:
+        _positive(cfg, "input_std")
+    if cfg.input_mean is not None and not 0 <= cfg.input_mean <= 255:
+        raise ConfigError(f"input_mean must be a grey level in 0..255, got {cfg.input_mean}")
     if cfg.batch_size != "full" and cfg.batch_size <= 0:
         raise ConfigError(f'batch_size must be a positive integer or "full", got {cfg.batch_size}')
     if any(h <= 0 for h in cfg.hidden):

@@ -141,7 +141,7 @@ def check_gradients(
     """Compare JAX's gradients of the config's loss with NumPy backpropagation.
 
     Args:
-        config: the model (hidden, activation, output, l2, init, input_scale) and data to check.
+        config: the model (hidden, activation, output, l2, init, input_norm) and data to check.
         batch: images in the checked batch.
         dtype: "float64" (JAX's x64 mode, only inside this call) or "float32".
         seed: replaces the config's seed (init, data split, batch, finite-difference points).

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax import optim
+from mnist_jax import optim, standardize
 from mnist_jax.config import Config
 from mnist_jax.data import Split, Splits
 from mnist_jax.trainer import Trainer, TrainState, build
@@ -95,11 +95,14 @@ def jit_per_step(trainer: Trainer, x: np.ndarray, y: np.ndarray, state: TrainSta
 
 
 def numpy_reference(config: Config, x: np.ndarray, y: np.ndarray, params0, dtype):
-    """The NumPy backprop trainer on the same images and initial params, in `dtype`."""
+    """The NumPy backprop trainer on the same images and initial params, in `dtype`.
+
+    Its inputs are the trainer's: the same statistics of the same images (`standardize.fit`).
+    """
     from mnist_jax import reference
 
     n = len(x)
-    xf = x.astype(dtype) * dtype(config.input_scale)  # scaled once, as the notebooks do
+    xf = standardize.inputs(x, standardize.fit(config, x), dtype)  # once, as the notebooks do
     labels = y.astype(np.int64)
     common = {"activation": "relu", "output": "softmax", "l2": 0.0, "num_train": n}
     rng = np.random.default_rng(0)
@@ -151,7 +154,8 @@ def torch_eager(config: Config, x: np.ndarray, y: np.ndarray, params0, device: s
     from torch import nn
 
     n = len(x)
-    xt = torch.from_numpy(x.astype(np.float32)).to(device).mul_(config.input_scale)
+    xt = torch.from_numpy(standardize.inputs(x, standardize.fit(config, x), np.float32))
+    xt = xt.to(device)
     yt = torch.from_numpy(y.astype(np.int64)).to(device)
     steps, generator = steps_per_call(config, n), torch.Generator(device).manual_seed(0)
 

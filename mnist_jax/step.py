@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mnist_jax import backend, model, shards
+from mnist_jax import backend, model, shards, standardize
 from mnist_jax.backend import Policy
 from mnist_jax.config import Config
 
@@ -28,9 +28,16 @@ def dtype_of(config: Config) -> jnp.dtype:
 
 
 def scale_inputs(x: jax.Array, config: Config) -> jax.Array:
-    """Turn uint8 pixels (..., 784) into floats times `config.input_scale`, inside jit."""
+    """Turn uint8 pixels (..., 784) into the network's inputs, inside jit.
+
+    Standardised by the training split's mean and std, or times `input_scale`
+    (`mnist_jax.standardize`).
+    """
     dtype = dtype_of(config)
-    return x.astype(dtype) * jnp.asarray(config.input_scale, dtype)
+    shift, factor = standardize.affine(config)
+    if config.input_norm == "scale":
+        return x.astype(dtype) * jnp.asarray(factor, dtype)
+    return (x.astype(dtype) - jnp.asarray(shift, dtype)) * jnp.asarray(factor, dtype)
 
 
 def make_loss(

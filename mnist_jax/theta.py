@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from mnist_jax import checkpoint
+from mnist_jax import checkpoint, standardize
 from mnist_jax.config import Config
 from mnist_jax.errors import DataError
 from mnist_jax.files import atomic_write_bytes
@@ -174,6 +174,9 @@ def write_thetas(folder: Path, params: list[dict[str, Any]]) -> list[Path]:
 def export_theta(run: str | Path, out: str | Path, log: Log = print) -> list[Path]:
     """Write a checkpoint's layers as Theta1.txt, Theta2.txt, ... in the folder `out`.
 
+    A standardising model's first layer is folded (`standardize.fold`) so that the files take
+    pixels times `input_scale`, as the seed's own predict feeds them.
+
     Args:
         run: a checkpoint.npz or the run folder holding it.
         out: the folder to write into (made if missing).
@@ -189,7 +192,16 @@ def export_theta(run: str | Path, out: str | Path, log: Log = print) -> list[Pat
             f"note: this model uses {config.activation} hidden units and {config.output} "
             "outputs; the seed's GUI computes sigmoid for both"
         )
-    return write_thetas(Path(out), ckpt.params)
+    params = ckpt.params
+    if config.input_norm == "standardize":
+        # The seed feeds pixels times input_scale: the first layer takes the standardisation.
+        params = standardize.fold(params, config)
+        log(
+            f"note: the input standardisation (mean {config.input_mean:.4g}, std "
+            f"{config.input_std:.4g}) is folded into Theta1, which takes pixels x "
+            f"{config.input_scale:.6g}"
+        )
+    return write_thetas(Path(out), params)
 
 
 def import_theta(
@@ -198,9 +210,10 @@ def import_theta(
     """Make a run folder from Theta files: a checkpoint of the files' weights and `config`.
 
     The layer sizes come from the files (the config's `hidden`, `input_size` and `num_classes`
-    are set to them, with a note when `hidden` changes); the rest of the config (activation,
-    data, ...) is kept, so `mnist-jax eval` and `predict` use the run like a trained one. The
-    optimiser state is freshly initialised and the epoch count is 0.
+    are set to them, with a note when `hidden` changes) and the inputs are pixels times
+    `input_scale`, as the seed feeds them (`input_norm = "scale"`); the rest of the config
+    (activation, data, ...) is kept, so `mnist-jax eval` and `predict` use the run like a
+    trained one. The optimiser state is freshly initialised and the epoch count is 0.
 
     Returns:
         The checkpoint as written to `out`/checkpoint.npz.
@@ -215,9 +228,10 @@ def import_theta(
             f"note: the Theta files have hidden layers {list(hidden)}; the config had "
             f"{list(config.hidden)}"
         )
-    config = config.replace(
-        hidden=hidden, input_size=thetas[0].shape[1] - 1, num_classes=thetas[-1].shape[0]
-    )
+    config = config.replace(  # Theta files take pixels times input_scale, never standardised
+        hidden=hidden, input_size=thetas[0].shape[1] - 1, num_classes=thetas[-1].shape[0],
+        input_norm="scale", input_mean=None, input_std=None,
+    )  # fmt: skip
     if config.num_classes < 2:
         raise DataError(f"{Path(folder) / theta_name(len(thetas) - 1)}: one output unit; need 2+")
     params = from_thetas(thetas, config.dtype)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mnist_jax import backend, checkpoint, model, optim, owndata, shards, step
+from mnist_jax import backend, checkpoint, model, optim, owndata, shards, standardize, step
 from mnist_jax.config import Config
 from mnist_jax.data import Splits
 from mnist_jax.errors import MnistJaxError
@@ -261,7 +261,8 @@ def build(
 
     Args:
         config: the resolved config; its `input_size` and `num_classes` are filled in from
-            `splits` (`owndata.fit_config`), so the Trainer's config is the one to save.
+            `splits` (`owndata.fit_config`), and its pixel statistics from the training split
+            (`standardize.fit`), so the Trainer's config is the one to save.
         splits: the run's host data (`mnist_jax.data.load`).
         placement: one device, or a replicated `NamedSharding` over a "data" mesh
             (`runtime.placement`); JAX's default device when None.
@@ -272,6 +273,7 @@ def build(
     """
     placement = placement or jax.local_devices()[0]
     config = owndata.fit_config(config, splits.image_shape, splits.num_classes, splits.name)
+    config = standardize.fit(config, splits.train.x)
     num_train = len(splits.train.x)
     check_batch_size(config, placement, num_train)
     optimizer = optimizer or optim.make_optimizer(config, num_train)

@@ -69,7 +69,11 @@ def test_smoke_config_passes_in_float32_as_json():
 @pytest.mark.parametrize(
     ("changes", "dtype"),
     [
-        ({"hidden": [12], "init": "normal", "init_std": 0.001, "input_scale": 1.0}, "float32"),
+        (
+            {"hidden": [12], "init": "normal", "init_std": 0.001, "input_norm": "scale",
+             "input_scale": 1.0},
+            "float32",
+        ),
         (
             {
                 "hidden": [20], "activation": "sigmoid", "output": "sigmoid", "l2": 0.1,

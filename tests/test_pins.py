@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_jax import api, checkpoint, formats, mnist, optim, reference, trainer
+from mnist_jax import api, checkpoint, formats, mnist, optim, reference, standardize, trainer
 from mnist_jax.config import load_config
 from mnist_jax.step import make_evaluate
 
@@ -61,8 +61,8 @@ def trained_params(config, out: Path) -> list[dict[str, np.ndarray]]:
 
 
 def scaled(x: np.ndarray, config) -> np.ndarray:
-    """Pixels as the trainer feeds them: float64 times the config's input scale."""
-    return x.astype(np.float64) * np.float64(config.input_scale)
+    """Pixels as the trainer feeds them, in float64, by a fitted config (a checkpoint's)."""
+    return standardize.inputs(x, config, np.float64)
 
 
 def assert_same_pytree(a, b, **tolerance) -> None:
@@ -117,12 +117,13 @@ def test_each_epoch_is_plain_sgd_over_a_fresh_order_of_the_training_set(tmp_path
             schedule="constant",
             dtype="float64",
             epochs=epochs,
+            input_norm="scale",  # pixels / 255: inputs small enough for lr to leave all in play
         )
         for epochs in (1, 2, 3)
     }
     # A constant rate makes the first epochs of a longer run those of a shorter one.
     params = {k: trained_params(config, tmp_path / f"run{k}") for k, config in runs.items()}
-    x = scaled(x, runs[1])
+    x = scaled(x, checkpoint.load(tmp_path / "run1").config)
     second = epoch_order(params[1], params[2], x, y, lr)
     third = epoch_order(params[2], params[3], x, y, lr)
     assert second != third, f"epochs 2 and 3 both visited the examples in the order {second}"
@@ -159,7 +160,8 @@ def random_params(rng: np.random.Generator, hidden: int) -> list[dict[str, np.nd
 
 @pytest.mark.parametrize("batch_size", [1, 16, 36, 37, 500])
 def test_evaluation_of_an_odd_sized_split_counts_only_its_real_rows(batch_size):
-    config = load_config(None, {"hidden": [12], "eval_batch_size": batch_size})
+    stats = {"input_mean": 33.0, "input_std": 78.0}
+    config = load_config(None, {"hidden": [12], "eval_batch_size": batch_size, **stats})
     params = random_params(np.random.default_rng(batch_size), hidden=12)
     x, y = SAMPLE.test_images[:37].reshape(37, -1), SAMPLE.test_labels[:37]
     batches = trainer.eval_batches(x, y, batch_size, jax.devices()[0])
@@ -176,7 +178,8 @@ def test_reported_metrics_equal_a_numpy_count_over_odd_sized_splits(tmp_path):
     tiny = tiny_dataset(tmp_path / "data", num_train=61, num_test=37)
     config = tiny_config(tmp_path / "data", validation_size=13, batch_size=8, epochs=1)
     summary = api.train(config, tmp_path / "run", log=lambda _: None).to_dict()
-    params = checkpoint.load(tmp_path / "run").params
+    saved = checkpoint.load(tmp_path / "run")
+    params, config = saved.params, saved.config  # the config with the 48 images' statistics
     test_loss, test_correct = numpy_totals(params, scaled(tiny["test_x"], config), tiny["test_y"])
     assert summary["test_accuracy"] == test_correct / 37
     assert summary["test_loss"] == pytest.approx(test_loss / 37, rel=1e-5)
@@ -272,7 +275,7 @@ def test_full_batch_nesterov_cosine_run_equals_numpy_gradient_descent(tmp_path):
     )  # fmt: skip
     final = trained_params(config, tmp_path / "run")
 
-    x, y = scaled(tiny["train_x"], config), tiny["train_y"]
+    x, y = scaled(tiny["train_x"], checkpoint.load(tmp_path / "run").config), tiny["train_y"]
     params, velocity = start, jax.tree_util.tree_map(np.zeros_like, start)
     for step in range(config.epochs):  # one full-batch step per epoch
         _, grad = reference.gradients(params, x, y)

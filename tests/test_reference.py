@@ -116,6 +116,7 @@ def full_batch_config(**changes):
         "train_size": 240, "validation_size": 0, "batch_size": "full", "optimizer": "sgd",
         "schedule": "constant", "dtype": "float64",
         "lr": 0.5, "activation": "tanh", "l2": 0.5, "hidden": [16],
+        "input_norm": "scale",  # the steps these tolerances were set for: pixels / 255
     }  # fmt: skip
     return load_config(SMOKE, {**base, **changes})
 
@@ -132,7 +133,7 @@ def trainer_run(config, num_steps):
             trainer.put(np.int32(0)), num_steps=num_steps,
         )  # fmt: skip
         order = np.asarray(jax.random.permutation(epoch_key, n))
-        x = np.asarray(step.scale_inputs(run.train.x, config))
+        x = np.asarray(step.scale_inputs(run.train.x, trainer.config))  # its fitted stats
         result = jax.device_get(params), np.asarray(losses), x, np.asarray(run.train.y)
     return start, *result, order, n
 

@@ -55,6 +55,38 @@ def test_export_then_import_gives_back_every_bit(trained, tmp_path):
         assert (again / name).read_bytes() == (thetas / name).read_bytes()
 
 
+def seed_predict(folder, images):
+    """The seed's own forward pass on its Theta files: sigmoid layers on pixels / 255."""
+    a = images.reshape(len(images), -1) / 255.0
+    for name in ("Theta1.txt", "Theta2.txt"):
+        t = np.loadtxt(folder / name)
+        a = 1 / (1 + np.exp(-(np.hstack([np.ones((len(a), 1)), a]) @ t.T)))
+    return a.argmax(axis=1)
+
+
+def test_export_folds_the_standardisation_so_the_seeds_predict_agrees_with_eval(tmp_path):
+    run, thetas = tmp_path / "run", tmp_path / "thetas"
+    config = load_config(SEED_CONFIG).replace(
+        dataset="sample", train_size=300, test_size=200, epochs=3, eval_every=3,
+        input_norm="standardize",
+    )  # fmt: skip
+    api.train(config, run, log=lambda _: None)
+    result = run_cli(["theta", "export", str(run), "--out", str(thetas)])
+    assert result.exit_code == 0, result.output
+    assert "folded into Theta1" in result.stderr
+    evaluation = api.evaluate(run, log=lambda _: None)
+    predicted = seed_predict(thetas, evaluation.images)
+    np.testing.assert_array_equal(predicted, evaluation.probabilities.argmax(axis=1))
+    assert np.mean(predicted == evaluation.labels) == evaluation.accuracy
+    # Imported back, the files are a plain-scaled model that evaluates the same.
+    back = tmp_path / "back"
+    args = ["theta", "import", str(thetas), "-c", str(SEED_CONFIG), "--out", str(back)]
+    assert run_cli(args).exit_code == 0
+    assert checkpoint.load(back).config.input_norm == "scale"
+    images = evaluation.images[:20]
+    np.testing.assert_allclose(api.predict(back, images), api.predict(run, images), atol=1e-9)
+
+
 def test_import_takes_the_layer_sizes_from_the_files(tmp_path):
     rng = np.random.default_rng(0)
     params = [
