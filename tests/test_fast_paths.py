@@ -24,7 +24,7 @@ def test_dense_gradient_equals_plain_matmul_gradient(key, shape):
 
 def test_chunked_full_batch_gradient_equals_one_piece(key):
     # 1,000 rows in chunks of 300: one pair of chunks and a remainder of 400; L2 counted once.
-    config = Config(hidden=(16,), l2=5.0, batch_size="full")
+    config = Config(hidden=(16,), l2=5.0, batch_size="full", input_norm="scale")
     loss_fn = step.make_loss(config, num_train=1000)
     params = model.init_params(key, (784, 16, 10))
     kx, ky = jax.random.split(jax.random.fold_in(key, 1))
