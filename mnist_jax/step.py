@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mnist_jax import backend, model, shards
+from mnist_jax import backend, keys, model, shards
 from mnist_jax.backend import Policy
 from mnist_jax.config import Config
 
@@ -183,7 +183,7 @@ def make_train_epoch(
             )
             return params, opt_state, jnp.sum(values)
         batch = config.batch_size
-        order = jax.random.permutation(key, x.shape[0])
+        order = keys.shuffle(key, x.shape[0])
         take = jax.lax.dynamic_slice_in_dim(order, first * batch, num_steps * batch)
         take = take.reshape(num_steps, batch)  # (steps, batch) image indices
 
