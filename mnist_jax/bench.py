@@ -70,6 +70,13 @@ WORKLOADS = {
         "default", "the default widths, batch 128, one epoch", Config().hidden, 128
     ),
     "sweep": Workload("sweep", "8 tiny models at once (vmap) vs one after another", (10,), 128),
+    "time-to-accuracy": Workload(
+        "time-to-accuracy",
+        "the default recipe, one seed per repeat: training seconds to a test accuracy",
+        Config().hidden,
+        Config().batch_size,
+        iterations=Config().epochs,
+    ),
 }
 LR = 0.1
 SWEEP_MODELS = 8
@@ -81,6 +88,7 @@ class Options:
 
     repeats: int = 5
     quick: bool = False  # a tiny size for tests: few images, few iterations, small GEMM
+    target_accuracy: float = 0.983  # the time-to-accuracy workload's test accuracy
 
     @property
     def max_images(self) -> int | None:
@@ -240,6 +248,8 @@ def run_workload(
     log: Log,
 ) -> dict[str, Any]:
     """Time every peer on one workload; return its record with rows and ratios."""
+    if workload.name == "time-to-accuracy":
+        return accuracy_workload(workload, base, options, device, log)
     images = min(len(host[0]), workload.images or len(host[0]), options.max_images or 10**9)
     iterations = min(workload.iterations, 3) if options.quick else workload.iterations
     config = bench_config(dataclasses.replace(workload, iterations=iterations), base, images)
@@ -320,8 +330,55 @@ def sweep_rows(config, x, y, options: Options, device) -> list[dict[str, Any]]:
     return rows
 
 
+def accuracy_workload(
+    workload: Workload, base: Config, options: Options, device: jax.Device, log: Log
+) -> dict[str, Any]:
+    """Train the base config's recipe once per seed 0..repeats-1 until the target accuracy.
+
+    The row's times are each seed's training seconds to the target (`race`); the note says
+    at which epochs, and which seeds never reached it.
+    """
+    from mnist_jax import race
+
+    config = base.replace(validation_size=None)
+    if options.quick:
+        config = config.replace(train_size=options.max_images, epochs=3)
+    splits = data.load(config, lambda _: None)
+    target = options.target_accuracy
+    log(f"{workload.name}: {workload.description}; target {target:.2%}, {config.epochs} epochs")
+    results = [
+        race.seconds_to_accuracy(config.replace(seed=seed), splits, target, device)
+        for seed in range(options.repeats)
+    ]
+    times = [r["seconds"] for r in results if r["reached"]]
+    epochs = ", ".join(
+        f"seed {seed}: epoch {r['epoch']}" if r["reached"] else f"seed {seed}: not in {r['epochs']}"
+        for seed, r in enumerate(results)
+    )  # fmt: skip
+    note = f"test accuracy >= {target:.2%} ({epochs})"
+    log(f"  {note}")
+    return {
+        "name": workload.name,
+        "description": workload.description,
+        "images": len(splits.train.x),
+        "batch_size": config.batch_size,
+        "steps": None,
+        "sizes": [784, *config.hidden, 10],
+        "target_accuracy": target,
+        "seeds": [{"seed": seed, **r} for seed, r in enumerate(results)],
+        "rows": [row("mnist-jax", times, note=note)],
+    }
+
+
 def run_benchmark(
-    workloads: Sequence[str] = ("tiny", "wide", "fullbatch", "default", "sweep"),
+    workloads: Sequence[str] = (
+        "tiny",
+        "wide",
+        "fullbatch",
+        "default",
+        "sweep",
+        "time-to-accuracy",
+    ),
     *,
     data_source: dict[str, Any] | None = None,
     options: Options = Options(),
@@ -339,13 +396,19 @@ def run_benchmark(
         matmul_precision: the products' precision (`mnist_jax.backend`); "auto" when None.
 
     Raises:
-        ConfigError: an unknown workload name or a repeat count below 1.
+        ConfigError: an unknown workload name, a repeat count below 1, or a target accuracy
+            outside (0, 1].
     """
     unknown = [w for w in workloads if w not in WORKLOADS]
     if unknown:
         raise ConfigError(f"unknown workload '{unknown[0]}': choose from {', '.join(WORKLOADS)}")
     if options.repeats < 1:
         raise ConfigError(f"--repeats must be at least 1, got {options.repeats}")
+    if not 0.0 < options.target_accuracy <= 1.0:
+        raise ConfigError(
+            f"--target-accuracy must be a fraction in (0, 1], e.g. 0.983, got "
+            f"{options.target_accuracy}"
+        )
     device = device or jax.devices()[0]
     chosen = {"name": "bench", "matmul_precision": matmul_precision, **(data_source or {})}
     base = from_dict({k: v for k, v in chosen.items() if v})

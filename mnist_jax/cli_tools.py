@@ -53,10 +53,20 @@ def bench(
     workloads: Annotated[
         str,
         typer.Option(
-            metavar="W1,W2", help="Comma-separated: tiny, wide, fullbatch, default, sweep."
+            metavar="W1,W2",
+            help="Comma-separated: tiny, wide, fullbatch, default, sweep, time-to-accuracy.",
         ),
-    ] = "tiny,wide,fullbatch,default,sweep",
-    repeats: Annotated[int, typer.Option(help="Timed repetitions after one warm-up.")] = 5,
+    ] = "tiny,wide,fullbatch,default,sweep,time-to-accuracy",
+    repeats: Annotated[
+        int,
+        typer.Option(help="Timed repetitions after one warm-up (time-to-accuracy: seeds)."),
+    ] = 5,
+    target_accuracy: Annotated[
+        float,
+        typer.Option(
+            metavar="FRACTION", help="time-to-accuracy: the test accuracy to reach, e.g. 0.983."
+        ),
+    ] = 0.983,
     quick: Annotated[
         bool, typer.Option("--quick", help="A tiny size (1,024 images, 3 iterations) for tests.")
     ] = False,
@@ -74,7 +84,7 @@ def bench(
     report = benchmark.run_benchmark(
         [w.strip() for w in workloads.split(",") if w.strip()],
         data_source=data_overrides(data, data_dir, dataset),
-        options=benchmark.Options(repeats, quick),
+        options=benchmark.Options(repeats, quick, target_accuracy),
         log=note,
         device=placement(device, None),
         matmul_precision=matmul_precision and matmul_precision.value,

@@ -54,7 +54,7 @@ from mnist_jax import checkpoint, data, reference, step
 from mnist_jax.config import Config
 from mnist_jax.data import Splits
 from mnist_jax.errors import MnistJaxError
-from mnist_jax.keys import epoch_key
+from mnist_jax.keys import epoch_key, shuffle
 from mnist_jax.trainer import Trainer, build, precision
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
@@ -87,9 +87,14 @@ def first_batch(trainer: Trainer, splits: Splits, batch: int) -> tuple[np.ndarra
             f"--batch must be a positive integer no larger than the {num_train:,} training "
             f"images, got {batch}"
         )
-    order = np.asarray(jax.random.permutation(epoch_key(trainer.keys, 0), num_train))
+    order = np.asarray(shuffle(epoch_key(trainer.keys, 0), num_train))
     take = order[:batch]
     return splits.train.x[take].reshape(batch, -1), splits.train.y[take].astype(np.int32)
+
+
+def value_and_grad(trainer: Trainer) -> Callable:
+    """The jitted (loss, grads) of the trainer's own loss: f(params, x (batch, 784) uint8, y)."""
+    return jax.jit(jax.value_and_grad(trainer.loss_fn))
 
 
 def jax_gradients(
@@ -100,8 +105,7 @@ def jax_gradients(
     Returns:
         (loss, grads as NumPy arrays, the scaled inputs (batch, 784) the loss saw).
     """
-    value_and_grad = jax.jit(jax.value_and_grad(trainer.loss_fn))
-    value, grads = value_and_grad(params, trainer.put(x), trainer.put(y))
+    value, grads = value_and_grad(trainer)(params, trainer.put(x), trainer.put(y))
     scaled = step.scale_inputs(jnp.asarray(x), trainer.config)
     return float(value), jax.device_get(grads), np.asarray(scaled)
 

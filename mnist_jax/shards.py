@@ -23,6 +23,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from mnist_jax import keys
+
 Placement = jax.Device | jax.sharding.Sharding
 
 
@@ -101,7 +103,7 @@ def host_drawn_epoch(train_epoch: Callable, placement: Placement, batch: int) ->
     arrays split over the batch axis. Full-batch epochs get the whole split, split by rows.
     """
     whole: dict[int, tuple[jax.Array, jax.Array]] = {}
-    permute = jax.jit(jax.random.permutation, static_argnums=1)
+    permute = jax.jit(keys.shuffle, static_argnums=1)
 
     def epoch(params, opt_state, x, y, key, first, *, num_steps):
         if batch == 0:  # full batch: the same rows every step, put once

@@ -13,10 +13,15 @@ a separate process on the GPU backend (`--device gpu`):
 3. the default training (test accuracy and seconds);
 4. the benchmark, with PyTorch on CUDA when torch is installed.
 
+`--quick` is the check for a GPU lent for minutes: a few test files (`QUICK_TESTS`, among
+them the CUDA export and the GPU-marked tests), `gradcheck` on one seed config in both dtypes,
+one epoch of the default training and `bench --quick`, all within a time budget
+(`QUICK_BUDGET_S`, 4.5 minutes of steps; `--budget` sets another): a step still running when
+the budget is spent is stopped, and the steps after it are recorded as not run.
+
 `--cpu-dry-run` runs the same steps on the CPU (`--device cpu`), installing nothing, so the
-script itself is exercised on a machine without a GPU; `--quick` shrinks each step (one
-epoch, `bench --quick`, a chosen test file) for that purpose. A failing step is recorded and
-the others still run; the exit code is 1 if any step failed.
+script itself is exercised on a machine without a GPU. A failing step is recorded and the
+others still run; the exit code is 1 if any step failed.
 """
 
 from __future__ import annotations
@@ -37,6 +42,14 @@ SEED_CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").glob(
 SAMPLE = Path("sample")  # `--data sample`: the bundled 10,000/2,000 subset, for a dry run
 PROBE = "import json, jax; print(json.dumps([d.platform for d in jax.devices()]))"
 TAIL = 2000  # characters of a step's output kept in the report
+# --quick: the tests that say most about a GPU in the least time, and its budget for all steps.
+QUICK_TESTS = [
+    "tests/test_backend.py",
+    "tests/test_export.py",
+    "tests/test_keys.py",
+    "tests/test_memory.py",
+]
+QUICK_BUDGET_S = 270.0
 
 
 def probe(python: str) -> list[str] | None:
@@ -65,17 +78,31 @@ def find_python(dry_run: bool, cuda: str, log) -> tuple[str, dict[str, Any]]:
     return python, record
 
 
-def run_step(name: str, args: list[str], env: dict[str, str], log) -> dict[str, Any]:
-    """Run one step; keep its exit code, seconds, and its JSON (or the tail of its output)."""
+def run_step(
+    name: str, args: list[str], env: dict[str, str], log, timeout: float | None = None
+) -> dict[str, Any]:
+    """Run one step; keep its exit code, seconds, and its JSON (or the tail of its output).
+
+    A step still running after `timeout` seconds is stopped: its exit code is None and
+    "timed_out" is True. A `timeout` of 0 or less does not start it ("not_run").
+    """
+    step: dict[str, Any] = {"name": name, "command": args, "exit_code": None, "seconds": 0.0}
+    if timeout is not None and timeout <= 0:
+        log(f"gpu-check: {name}: not run, the time budget is spent")
+        return {**step, "not_run": "the time budget is spent"}
     log(f"gpu-check: {name}: {' '.join(args)}")
     started = time.perf_counter()
-    done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
-    step: dict[str, Any] = {
-        "name": name,
-        "command": args,
-        "exit_code": done.returncode,
-        "seconds": round(time.perf_counter() - started, 2),
-    }
+    try:
+        done = subprocess.run(
+            args, capture_output=True, text=True, cwd=ROOT, env=env, check=False, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as expired:
+        output = expired.stdout or b""
+        text = output.decode(errors="replace") if isinstance(output, bytes) else output
+        log(f"gpu-check: {name}: stopped after {timeout:.0f} s (the time budget)")
+        return {**step, "seconds": round(time.perf_counter() - started, 2), "timed_out": True,
+                "output": text[-TAIL:]}  # fmt: skip
+    step.update(exit_code=done.returncode, seconds=round(time.perf_counter() - started, 2))
     try:
         step["result"] = json.loads(done.stdout)
     except json.JSONDecodeError:
@@ -91,8 +118,9 @@ def steps(python: str, options: argparse.Namespace, out: Path) -> list[tuple[str
     device = ["--device", "cpu" if options.cpu_dry_run else "gpu"]
     cli = [python, "-m", "mnist_jax"]
     data = ["--dataset", "sample"] if options.data == SAMPLE else ["--data", str(options.data)]
-    todo = [("tests", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options.tests])]
-    for config in SEED_CONFIGS:
+    tests = options.tests or (QUICK_TESTS if options.quick else ["tests"])
+    todo = [("tests", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests])]
+    for config in SEED_CONFIGS[:1] if options.quick else SEED_CONFIGS:
         for dtype in ("float64", "float32"):
             todo.append(
                 (
@@ -170,9 +198,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("gpu-check.json"), help="the report")
     parser.add_argument("--cuda", choices=("12", "13"), default="12", help="CUDA wheels to use")
     parser.add_argument("--cpu-dry-run", action="store_true", help="run every step on the CPU")
-    parser.add_argument("--quick", action="store_true", help="shrink every step (for a dry run)")
-    parser.add_argument("--tests", nargs="*", default=["tests"], help="pytest paths to run")
+    parser.add_argument(
+        "--quick", action="store_true", help="a few minutes in all: fewer tests, shorter steps"
+    )
+    parser.add_argument(
+        "--budget", type=float, help=f"seconds for all steps (--quick: {QUICK_BUDGET_S:.0f})"
+    )
+    parser.add_argument(
+        "--tests", nargs="*", help="pytest paths to run (default: tests; --quick: QUICK_TESTS)"
+    )
     options = parser.parse_args(argv)
+    budget = options.budget if options.budget is not None else (
+        QUICK_BUDGET_S if options.quick else None
+    )  # fmt: skip
     if options.data != SAMPLE and not options.data.is_dir():
         parser.error(f"--data {options.data}: not a folder (give the folder of the IDX files)")
 
@@ -188,10 +226,15 @@ def main(argv: list[str] | None = None) -> int:
         env["JAX_PLATFORMS"] = "cpu"
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as scratch:
         todo = steps(python, options, Path(scratch))
-        results = [run_step(name, args, env, log) for name, args in todo]
+        deadline = None if budget is None else time.perf_counter() + budget
+        results = []
+        for name, args in todo:
+            left = None if deadline is None else deadline - time.perf_counter()
+            results.append(run_step(name, args, env, log, left))
     report = {
         "mode": "cpu-dry-run" if options.cpu_dry_run else "gpu",
         "quick": options.quick,
+        "budget_s": budget,
         "environment": environment,
         "passed": all(s["exit_code"] == 0 for s in results),
         "summary": {s["name"]: summary(s) for s in results},

@@ -87,3 +87,34 @@ def test_bench_takes_its_sizes_from_a_dataset_that_is_not_mnist(tmp_path):
     cost = bench.workload_cost((256, 10, 3), tiny["batch_size"], tiny["steps"], full=False)
     assert tiny["flops"] == cost["flops"]
     assert all(r["median_s"] > 0 for w in report["workloads"] for r in w["rows"][:1])
+
+
+def test_time_to_accuracy_races_one_seed_per_repeat_to_the_target(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench", "--quick", "--repeats", "2", "--dataset", "sample",
+            "--workloads", "time-to-accuracy", "--target-accuracy", "0.05",
+            "--write-json", str(out),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (workload,) = json.loads(out.read_text())["workloads"]
+    assert workload["target_accuracy"] == 0.05
+    assert [s["seed"] for s in workload["seeds"]] == [0, 1]
+    (ours,) = workload["rows"]
+    reached = [s for s in workload["seeds"] if s["reached"]]
+    assert ours["times_s"] == [s["seconds"] for s in reached]
+    for s in reached:
+        assert s["curve"][-1][2] >= 0.05 and all(p[2] < 0.05 for p in s["curve"][:-1])
+        assert f"seed {s['seed']}: epoch {s['epoch']}" in ours["note"]
+    assert "| time-to-accuracy | mnist-jax |" in result.stdout
+
+
+def test_a_target_accuracy_outside_0_1_is_one_line():
+    from tests.conftest import run_cli
+
+    done = run_cli(["bench", "--quick", "--workloads", "tiny", "--target-accuracy", "98.3"])
+    assert done.exit_code != 0
+    assert done.stderr.strip().splitlines()[-1].startswith("error: --target-accuracy")

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 
-from mnist_jax import model, reference, step
+from mnist_jax import keys, model, reference, step
 from mnist_jax.config import load_config
 from mnist_jax.errors import MnistJaxError
 from mnist_jax.gradcheck import TOLERANCE, relative_error
@@ -132,7 +132,7 @@ def trainer_run(config, num_steps):
             state.params, state.opt_state, run.train.x, run.train.y, epoch_key,
             trainer.put(np.int32(0)), num_steps=num_steps,
         )  # fmt: skip
-        order = np.asarray(jax.random.permutation(epoch_key, n))
+        order = np.asarray(keys.shuffle(epoch_key, n))
         x = np.asarray(step.scale_inputs(run.train.x, trainer.config))  # its fitted stats
         result = jax.device_get(params), np.asarray(losses), x, np.asarray(run.train.y)
     return start, *result, order, n
