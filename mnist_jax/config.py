@@ -122,11 +122,11 @@ class Config:
     bias_init: str = "zeros"
     l2: float = 0.0
     optimizer: str = "sgd"
-    lr: float = 1.0
+    lr: float = 1.4
     momentum: float = 0.9
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
-    epochs: int = 20
+    epochs: int = 15
     batch_size: int | Literal["full"] = 128
     eval_every: int = 1
     eval_batch_size: int = 1000

@@ -99,9 +99,15 @@ def test_the_default_recipe_holds_on_a_variant(name, baseline, tmp_path):
 
 
 def test_pixels_only_scaled_do_not_hold_on_dark_digits(baseline, tmp_path):
-    # The same recipe on pixels / 255: its learning rate suits MNIST's dark background only.
+    # The same recipe on pixels / 255: its learning rate suits MNIST's dark background only, so
+    # on dark digits on light paper it either diverges (caught, exit 2) or trains far below.
     scaled = tmp_path / "scaled.toml"
     scaled.write_text('input_norm = "scale"\n')
     folder = write_variant(tmp_path / "data", inverted)
-    accuracy = train_accuracy(folder, tmp_path / "run", "--config", str(scaled))
-    assert accuracy < baseline - 10 * TOLERANCE
+    args = ["train", "--data", str(folder), "--epochs", EPOCHS, "--json", "--config", str(scaled)]
+    result = run_cli([*args, "--out", str(tmp_path / "run")])
+    report = json.loads(result.stdout)
+    if result.exit_code == 0:
+        assert report["test_accuracy"] < baseline - 10 * TOLERANCE
+    else:
+        assert report["status"] == "diverged", result.output
