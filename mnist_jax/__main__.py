@@ -1,5 +1,5 @@
 """`python -m mnist_jax` runs the command-line interface."""
 
-from mnist_jax.cli import main
+from mnist_jax.cli.app import main
 
 raise SystemExit(main())

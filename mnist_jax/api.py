@@ -5,7 +5,7 @@
     config = mnist_jax.load_config("smoke")            # a bundled config, or a TOML path
     result = mnist_jax.train(config)                   # -> Result: params, history, metrics
     print(result.metrics["test_accuracy"])
-    probs = mnist_jax.inference(result, images)          # images (N, 28, 28) uint8 -> (N, 10)
+    probs = mnist_jax.predict(result, images)            # images (N, 28, 28) uint8 -> (N, 10)
 
 Every function returns values; files are written only where an `out` folder is given.
 """
@@ -20,12 +20,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from mnist_jax import checkpoint, data, evaluation, loop, memory, model
+from mnist_jax import data, model
+from mnist_jax.checks import evaluation
 from mnist_jax.config import Config
 from mnist_jax.data import Splits
-from mnist_jax.rundir import RunFolder, restore_state
-from mnist_jax.shards import local_device
-from mnist_jax.trainer import Placement, build, precision
+from mnist_jax.devices.shards import local_device
+from mnist_jax.training import checkpoint, loop, memory
+from mnist_jax.training.rundir import RunFolder, restore_state
+from mnist_jax.training.trainer import Placement, build, precision
 
 Log = Callable[[str], None]
 
@@ -98,7 +100,7 @@ def train(
         placement: a device, or a replicated sharding over several (`runtime.placement`).
         resume: a checkpoint of this run to continue from.
         log: receives the data notes and one line per epoch.
-        progress, should_stop: see `mnist_jax.loop.fit`.
+        progress, should_stop: see `mnist_jax.training.loop.fit`.
 
     Returns:
         The Result: final params, optimiser state, per-epoch history and final metrics.
@@ -106,7 +108,7 @@ def train(
     Raises:
         Diverged: an epoch's loss turned non-finite or rose far above its start; it carries
             the epoch, the loss, the lr and a suggested smaller one, and `out` keeps the last
-            finite checkpoint (`mnist_jax.divergence`).
+            finite checkpoint (`mnist_jax.training.divergence`).
     """
     with precision(config):
         splits = data.load(config, log) if splits is None else splits
@@ -159,7 +161,7 @@ def evaluate(
     `data_dir`, `data_path` and `dataset` read the data from elsewhere than the model's own
     source (`evaluation.with_data`); `placement` is where to evaluate (JAX's default device
     when None); `matmul_precision` replaces the model's config's when given
-    (`mnist_jax.backend`).
+    (`mnist_jax.devices.backend`).
 
     Returns:
         An Evaluation: accuracy, loss, count, labels and probabilities (see `to_dict`).
@@ -187,7 +189,7 @@ def predict(model_or_path: Result | str | Path, images: np.ndarray) -> np.ndarra
     Returns:
         (N, 10) float64 probabilities.
     """
-    from mnist_jax.inference import load_predictor, make_predictor
+    from mnist_jax.serving.inference import load_predictor, make_predictor
 
     if isinstance(model_or_path, Result):
         return make_predictor(model_or_path.config, model_or_path.params)(images)

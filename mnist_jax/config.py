@@ -29,11 +29,12 @@ BIAS_INITS = ("zeros", "drawn")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "lbfgs")
 SCHEDULES = ("constant", "cosine")
 DTYPES = ("float32", "float64")
-PRECISIONS = ("auto", "default", "high", "highest")  # matrix products; see mnist_jax.backend
-TRICKS = ("auto", "on", "off")  # the CPU-tuned kernels; see mnist_jax.backend
+# matrix products; see mnist_jax.devices.backend
+PRECISIONS = ("auto", "default", "high", "highest")
+TRICKS = ("auto", "on", "off")  # the CPU-tuned kernels; see mnist_jax.devices.backend
 DATASETS = ("mnist", "sample", "auto", "idx", "kaggle-csv", "onehot-csv", "mat")
 KAGGLE_SPLITS = ("shuffled", "notebook")
-INPUT_NORMS = ("standardize", "scale")  # see mnist_jax.standardize
+INPUT_NORMS = ("standardize", "scale")  # see mnist_jax.data.standardize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Config:
             twelfth of them (5,000 of MNIST's 60,000), 0 means no validation set.
         train_size, test_size: keep a seed-chosen subset of this many images (None: all).
         input_norm: how pixels (0..255) become inputs, inside the jitted code (see
-            `mnist_jax.standardize`): "standardize" ((pixel - input_mean) / input_std *
+            `mnist_jax.data.standardize`): "standardize" ((pixel - input_mean) / input_std *
             input_spread, by the training split's statistics) or "scale" (pixel * input_scale,
             as the seed configs and checkpoints written before standardisation do).
         input_mean, input_std: the training split's mean and standard deviation over all
@@ -90,7 +91,7 @@ class Config:
         batch_size: examples per step, or "full".
         eval_every: evaluate on the validation set every this many epochs (and at the end).
         dtype: "float32", or "float64" (enables JAX's x64 mode for the run).
-    Backend (`mnist_jax.backend`; neither changes the maths beyond float rounding):
+    Backend (`mnist_jax.devices.backend`; neither changes the maths beyond float rounding):
         matmul_precision: "auto" (full float32 on every platform: "default" on the CPU,
             "highest" elsewhere and for float64), or XLA's "default", "high" or "highest".
         cpu_tricks: "auto" (on for the CPU only, where they were measured), "on" or "off".

@@ -78,7 +78,7 @@ def dense(x: jax.Array, w: jax.Array, precision: str | None = None, tuned: bool 
     Args:
         x, w: the layer's inputs and weights.
         precision: XLA's matrix-product precision ("default", "high", "highest"), or None
-            for JAX's ambient default (`mnist_jax.backend` chooses it per platform).
+            for JAX's ambient default (`mnist_jax.devices.backend` chooses it per platform).
         tuned: lay out the weight gradient of a narrow layer the way that is faster on the
             CPU (`_tuned_dense`); False leaves the gradient to JAX's autodiff.
     """

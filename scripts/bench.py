@@ -5,7 +5,7 @@ MNIST_JAX_DATA=/path/to/mnist python scripts/bench.py --repeats 5 --write-json b
 
 import sys
 
-from mnist_jax.cli import main
+from mnist_jax.cli.app import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench", *sys.argv[1:]]))

@@ -19,8 +19,8 @@ from typing import Any
 
 import typer
 
-from mnist_jax.cli import app
-from mnist_jax.cli import main as main_cli
+from mnist_jax.cli.app import app
+from mnist_jax.cli.app import main as main_cli
 from mnist_jax.files import atomic_write_bytes
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "cli.md"

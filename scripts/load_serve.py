@@ -34,7 +34,7 @@ WARM_UP = 50  # requests sent before timing, on one connection
 
 def canvas_body() -> bytes:
     """A /predict body: the first sample test digit, 5x, dark on light, on a 140x140 canvas."""
-    from mnist_jax import mnist
+    from mnist_jax.data import mnist
 
     digit = mnist.load_sample().test_images[0]  # (28, 28) uint8, light on dark
     canvas = 255 - np.kron(digit, np.ones((SIDE // 28, SIDE // 28), np.uint8))  # (140, 140)

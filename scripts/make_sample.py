@@ -12,7 +12,8 @@ import gzip
 import sys
 from pathlib import Path
 
-from mnist_jax import files, idx, mnist
+from mnist_jax import files
+from mnist_jax.data import idx, mnist
 
 
 def main(folder: str) -> None:

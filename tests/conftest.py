@@ -53,7 +53,8 @@ def built(config, init_key=None):
     `init_key` replaces the config's init key. Call inside `trainer.precision(config)` for
     float64 configs.
     """
-    from mnist_jax import data, trainer
+    from mnist_jax import data
+    from mnist_jax.training import trainer
 
     run = trainer.build(config, data.load(config, log=lambda _: None))
     return run, run.init_state(init_key)
@@ -89,7 +90,7 @@ def run_cli(args: list[str]) -> SimpleNamespace:
     import contextlib
     import io
 
-    from mnist_jax.cli import main
+    from mnist_jax.cli.app import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -10,8 +10,10 @@ import optax
 import pytest
 from conftest import SMOKE, run_cli
 
-from mnist_jax import backend, data, trainer
+from mnist_jax import data
 from mnist_jax.config import Config
+from mnist_jax.devices import backend
+from mnist_jax.training import trainer
 
 HAS_GPU = any(d.platform == "gpu" for d in jax.devices())
 

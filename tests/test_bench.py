@@ -3,8 +3,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from mnist_jax import bench
-from mnist_jax.cli import app
+from mnist_jax.cli.app import app
+from mnist_jax.tools import bench
 
 
 def test_quick_benchmark_writes_every_column_as_json(tmp_path):

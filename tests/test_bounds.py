@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_jax import checkpoint, config, memory
+from mnist_jax import config
 from mnist_jax.config import from_dict
 from mnist_jax.errors import MnistJaxError
+from mnist_jax.training import checkpoint, memory
 from tests.conftest import SMOKE, run_cli
 
 SAMPLE = Path(__file__).resolve().parents[1] / "mnist_jax" / "sample"
@@ -361,7 +362,8 @@ MEASURE = """
 import json, sys
 import jax
 import mnist_jax
-from mnist_jax import data, memory
+from mnist_jax import data
+from mnist_jax.training import memory
 from mnist_jax.config import from_dict
 from mnist_jax.errors import MnistJaxError
 config = from_dict(json.loads(sys.argv[1]))
@@ -374,7 +376,7 @@ before = status("VmRSS")
 plan = memory.check_run(config, splits, jax.devices()[0])
 mnist_jax.train(config, splits=splits, log=lambda _: None)
 after = status("VmHWM")
-from mnist_jax import trainer
+from mnist_jax.training import trainer
 compiled = trainer.build(config, splits).compiled_epoch_bytes()  # after the measurement
 print(json.dumps({"growth": after - before, "estimate": plan.total, "compiled": compiled}))
 """

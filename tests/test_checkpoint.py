@@ -5,9 +5,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from mnist_jax import checkpoint
 from mnist_jax.config import Config
 from mnist_jax.errors import CheckpointError
+from mnist_jax.training import checkpoint
 
 CONFIG = Config(hidden=(4,))
 
@@ -114,8 +114,8 @@ def test_a_config_saved_with_the_old_momentum_keys_is_read_as_the_same_optimizer
 def test_the_expected_size_covers_the_optimisers_real_state(optimizer):
     import jax
 
-    from mnist_jax import optim
-    from mnist_jax.trainer import draw_state
+    from mnist_jax.training import optim
+    from mnist_jax.training.trainer import draw_state
 
     batch = "full" if optimizer == "lbfgs" else 64
     config = Config(hidden=(16,), optimizer=optimizer, batch_size=batch, schedule="cosine")

@@ -7,7 +7,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from mnist_jax.cli import app
+from mnist_jax.cli.app import app
 from tests.conftest import SMOKE, run_cli
 
 runner = CliRunner()

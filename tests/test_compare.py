@@ -6,9 +6,10 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from mnist_jax import cli, compare
+from mnist_jax.cli import app as cli
 from mnist_jax.config import load_config
 from mnist_jax.errors import ConfigError, MnistJaxError
+from mnist_jax.tools import compare
 from tests.conftest import ROOT, SMOKE
 
 CONFIG = ROOT / "configs" / "seed-activations-15.toml"
@@ -70,7 +71,7 @@ def test_activation_list_is_checked():
 
 
 def test_compare_runs_on_a_dataset_that_is_not_mnist(tmp_path):
-    from mnist_jax import checkpoint
+    from mnist_jax.training import checkpoint
     from tests.conftest import run_cli
     from tests.test_owndata import stroke_folder
 

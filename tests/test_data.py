@@ -3,7 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-from mnist_jax import data, files, idx, mnist
+from mnist_jax import data, files
+from mnist_jax.data import idx, mnist
 from mnist_jax.errors import DataError
 
 

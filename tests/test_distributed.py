@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_jax import checkpoint, distributed, launch
+from mnist_jax.devices import distributed, launch
 from mnist_jax.errors import MnistJaxError
+from mnist_jax.training import checkpoint
 from tests.conftest import SMOKE
 
 # Measured on the bundled sample after one epoch of configs/smoke.toml (float32): 2 processes x

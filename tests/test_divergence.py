@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import mnist_jax
-from mnist_jax import divergence, sweep
 from mnist_jax.config import load_config
 from mnist_jax.errors import MnistJaxError
+from mnist_jax.tools import sweep
+from mnist_jax.training import divergence
 from tests.conftest import SMOKE
 
 BLANK = math.log(10)

@@ -3,7 +3,7 @@
 `jax.export` lowers a jitted function for `platforms=["cuda"]` without a GPU: each program
 the trainer compiles (every optimiser's epoch, full batch, L-BFGS, evaluation, the sweep and
 the gradient check's derivative at "highest") is exported here with the policy `auto` picks on
-a GPU (`mnist_jax.backend`: full float32 products, no CPU-tuned kernels). Shapes are small
+a GPU (`mnist_jax.devices.backend`: full float32 products, no CPU-tuned kernels). Shapes are small
 (a 16-unit model on a few hundred images), so the test stays fast.
 """
 
@@ -14,8 +14,12 @@ import numpy as np
 import pytest
 from jax import export
 
-from mnist_jax import backend, data, gradcheck, sweep, trainer
+from mnist_jax import data
+from mnist_jax.checks import gradcheck
 from mnist_jax.config import load_config
+from mnist_jax.devices import backend
+from mnist_jax.tools import sweep
+from mnist_jax.training import trainer
 from tests.conftest import SMOKE
 
 SMALL = {"hidden": [16], "train_size": 256, "validation_size": 64, "batch_size": 32}

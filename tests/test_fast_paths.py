@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_jax import model, step
+from mnist_jax import model
 from mnist_jax.config import Config
+from mnist_jax.training import step
 
 
 @pytest.mark.parametrize("shape", [(784, 10), (64, 32), (10, 10)])

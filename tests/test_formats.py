@@ -11,8 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from mnist_jax import cli, convert, data, formats, mnist
+from mnist_jax import data
+from mnist_jax.cli import app as cli
 from mnist_jax.config import Config
+from mnist_jax.data import convert, formats, mnist
 from mnist_jax.errors import DataError, MnistJaxError
 from tests.conftest import run_cli
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mnist_jax import data, gradcheck, reference
-from mnist_jax.cli import app
+from mnist_jax import data
+from mnist_jax.checks import gradcheck, reference
+from mnist_jax.cli.app import app
 from mnist_jax.config import load_config
 from tests.conftest import ROOT, SMOKE, built, run_cli
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mnist_jax import inference as predict
-from mnist_jax.cli import app
+from mnist_jax.cli.app import app
+from mnist_jax.serving import inference as predict
 from tests.test_preprocess import on_paper, pgm_p5
 from tests.trained_model import confident_digit, trained_smoke_model  # noqa: F401 (fixture)
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from mnist_jax import launch
+from mnist_jax.devices import launch
 
 SCRIPT = """#!/bin/sh
 # stands in for `python -m mnist_jax ARGS`: process i exits with the i-th of the codes

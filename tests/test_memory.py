@@ -2,10 +2,10 @@
 
 import pytest
 
-from mnist_jax import memory
 from mnist_jax.config import load_config
 from mnist_jax.errors import MnistJaxError
 from mnist_jax.limits import available_host_bytes, size_text
+from mnist_jax.training import memory
 from tests.conftest import SMOKE
 
 GB = 2**30

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from mnist_jax import checkpoint, idx, mnist, owndata
 from mnist_jax.config import Config
+from mnist_jax.data import idx, mnist, owndata
 from mnist_jax.errors import DataError
+from mnist_jax.training import checkpoint
 
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = owndata.FILES
 

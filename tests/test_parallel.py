@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from mnist_jax import runtime
+from mnist_jax.devices import runtime
 from mnist_jax.errors import MnistJaxError
 from tests.conftest import ROOT, SMOKE
 
@@ -15,7 +15,9 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys
     import jax, numpy as np
-    from mnist_jax import api, checkpoint, data, runtime, trainer
+    from mnist_jax import api, data
+    from mnist_jax.training import checkpoint, trainer
+    from mnist_jax.devices import runtime
     from mnist_jax.config import load_config
 
     config = load_config(sys.argv[1], {"epochs": 2, "train_size": 2048, "batch_size": 64})

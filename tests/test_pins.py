@@ -2,7 +2,7 @@
 
 Each test runs the real trainer (or one of its public builders) and checks the result against
 a computation that shares none of its code: the textbook SGD and backpropagation of
-`mnist_jax.reference`, the cosine schedule and the (Nesterov) momentum update written out
+`mnist_jax.checks.reference`, the cosine schedule and the (Nesterov) momentum update written out
 below, and a NumPy count of correct predictions. The runs read a tiny dataset written by the
 test itself (one-hot CSV files), so the test knows exactly which images train and test.
 """
@@ -19,9 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_jax import api, checkpoint, formats, mnist, optim, reference, standardize, trainer
+from mnist_jax import api
+from mnist_jax.checks import reference
 from mnist_jax.config import load_config
-from mnist_jax.step import make_evaluate
+from mnist_jax.data import formats, mnist, standardize
+from mnist_jax.training import checkpoint, optim, trainer
+from mnist_jax.training.step import make_evaluate
 
 SAMPLE = mnist.load_sample()
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mnist_jax import plots
-from mnist_jax.cli import app
+from mnist_jax.checks import plots
+from mnist_jax.cli.app import app
 from tests.conftest import SMOKE
 
 pytest.importorskip("matplotlib", reason="the plot extra is not installed")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mnist_jax import mnist, preprocess
+from mnist_jax.data import mnist, preprocess
 from mnist_jax.errors import DataError
 
 

@@ -1,7 +1,8 @@
 """The race to a test accuracy: stops at the first epoch that reaches it, counting train seconds."""
 
-from mnist_jax import data, race
+from mnist_jax import data
 from mnist_jax.config import load_config
+from mnist_jax.tools import race
 from tests.conftest import SMOKE
 
 

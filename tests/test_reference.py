@@ -12,17 +12,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 
-from mnist_jax import keys, model, reference, step
+from mnist_jax import keys, model
+from mnist_jax.checks import reference
+from mnist_jax.checks.gradcheck import TOLERANCE, relative_error
 from mnist_jax.config import load_config
 from mnist_jax.errors import MnistJaxError
-from mnist_jax.gradcheck import TOLERANCE, relative_error
+from mnist_jax.training import step
 from tests.conftest import SMOKE, built
 
 F64 = TOLERANCE["float64"]
 
 
 def test_importing_the_reference_does_not_import_jax():
-    code = "import sys, mnist_jax.reference; print('jax' in sys.modules)"
+    code = "import sys, mnist_jax.checks.reference; print('jax' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"

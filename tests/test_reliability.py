@@ -30,10 +30,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from mnist_jax import api, checkpoint, files, idx, mnist, run, rundir
-from mnist_jax.cli import app
+from mnist_jax import api, files
+from mnist_jax.cli import run
+from mnist_jax.cli.app import app
 from mnist_jax.config import Config, load_config
+from mnist_jax.data import idx, mnist
 from mnist_jax.errors import CheckpointError, ConfigError, DataError, Interrupted
+from mnist_jax.training import checkpoint, rundir
 from tests.conftest import ROOT, SMOKE, run_cli
 
 runner = CliRunner()
@@ -715,7 +718,7 @@ def test_a_second_ctrl_c_ends_the_run_at_once_leaving_a_good_checkpoint(resume_c
 # only a process that survives a second Ctrl-C reaches the last line (after 20 s, on its own).
 INTERRUPTIBLE = """
 import time
-from mnist_jax import run
+from mnist_jax.cli import run
 with run.stop_on_interrupt() as should_stop:
     print("ready", flush=True)
     deadline = time.monotonic() + 20

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mnist_jax import api, mnist, report
-from mnist_jax.cli import app
+from mnist_jax import api
+from mnist_jax.checks import report
+from mnist_jax.cli.app import app
+from mnist_jax.data import mnist
 from tests.trained_model import trained_smoke_model  # noqa: F401 (the smoke_model fixture)
 
 runner = CliRunner()

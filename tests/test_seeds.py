@@ -5,8 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_jax import api, checkpoint, formats, mnist
+from mnist_jax import api
 from mnist_jax.config import load_config
+from mnist_jax.data import formats, mnist
+from mnist_jax.training import checkpoint
 from tests.conftest import ROOT
 
 CONFIGS = ROOT / "configs"

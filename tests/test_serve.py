@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mnist_jax import httpserver, mnist, preprocess, serve
-from mnist_jax.cli import app
-from mnist_jax.inference import load_predictor
+from mnist_jax.cli.app import app
+from mnist_jax.data import mnist, preprocess
+from mnist_jax.serving import httpserver, serve
+from mnist_jax.serving.inference import load_predictor
 from tests.test_preprocess import on_paper
 from tests.trained_model import confident_digit, trained_smoke_model  # noqa: F401 (fixture)
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from mnist_jax import sweep
 from mnist_jax.config import load_config
 from mnist_jax.errors import ConfigError
 from mnist_jax.keys import root_keys
+from mnist_jax.tools import sweep
 from tests.conftest import SMOKE, built
 
 SEEDS, LRS = (0, 3), (0.05, 0.2)
@@ -51,7 +51,7 @@ def test_sweep_rejects_lbfgs_and_empty_grids():
 def test_sweep_command_rejects_a_bad_seed_list_in_one_line():
     from typer.testing import CliRunner
 
-    from mnist_jax.cli import app
+    from mnist_jax.cli.app import app
 
     result = CliRunner().invoke(app, ["sweep", "--seeds", "0,x", "--dataset", "sample"])
     assert result.exit_code == 2

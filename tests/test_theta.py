@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_cli
 
-from mnist_jax import api, checkpoint, mnist, theta
+from mnist_jax import api
 from mnist_jax.config import load_config
+from mnist_jax.data import mnist
+from mnist_jax.training import checkpoint, theta
 
 SEED_CONFIG = ROOT / "configs" / "seed-lbfgs-100.toml"
 

@@ -5,8 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_jax import api, checkpoint, evaluation, loop
+from mnist_jax import api
+from mnist_jax.checks import evaluation
 from mnist_jax.config import load_config
+from mnist_jax.training import checkpoint, loop
 from tests.conftest import SMOKE, built
 
 

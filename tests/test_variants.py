@@ -2,7 +2,7 @@
 
 Each variant is built here from the bundled sample and written as an IDX folder, then trained
 as a new user would: `mnist-jax train --data DIR`, with only fewer epochs to keep the test short.
-Standardised inputs (`mnist_jax.standardize`) must bring each within 1.5 points of what the
+Standardised inputs (`mnist_jax.data.standardize`) must bring each within 1.5 points of what the
 same recipe reaches on the unmodified images; with pixels only scaled, dark digits on light
 paper stay far below it.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from mnist_jax import idx, mnist, owndata
+from mnist_jax.data import idx, mnist, owndata
 
 EPOCHS = "3"
 TOLERANCE = 0.015  # accuracy, as a fraction

@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_jax import api, mnist
+from mnist_jax import api
 from mnist_jax.config import load_config
+from mnist_jax.data import mnist
 from tests.conftest import SMOKE
 
 
@@ -24,7 +25,7 @@ def confident_digit(smoke_model: Path) -> tuple[np.ndarray, int]:
 
     Tests of the image pipeline then fail only when the pipeline spoils the digit.
     """
-    from mnist_jax.inference import load_predictor
+    from mnist_jax.serving.inference import load_predictor
 
     sample = mnist.load_sample()
     probs = load_predictor(smoke_model)(sample.test_images[:64])
