@@ -345,7 +345,9 @@ def accuracy_workload(
         config = config.replace(train_size=options.max_images, epochs=3)
     splits = data.load(config, lambda _: None)
     target = options.target_accuracy
-    log(f"{workload.name}: {workload.description}; target {target:.2%}, {config.epochs} epochs")
+    sizes = (config.input_size, *config.hidden, config.num_classes)  # read from the data
+    about = workload.description(sizes)
+    log(f"{workload.name}: {about}; target {target:.2%}, {config.epochs} epochs")
     results = [
         race.seconds_to_accuracy(config.replace(seed=seed), splits, target, device)
         for seed in range(options.repeats)
@@ -359,11 +361,11 @@ def accuracy_workload(
     log(f"  {note}")
     return {
         "name": workload.name,
-        "description": workload.description,
+        "description": about,
         "images": len(splits.train.x),
         "batch_size": config.batch_size,
         "steps": None,
-        "sizes": [784, *config.hidden, 10],
+        "sizes": list(sizes),
         "target_accuracy": target,
         "seeds": [{"seed": seed, **r} for seed, r in enumerate(results)],
         "rows": [row("mnist-jax", times, note=note)],
