@@ -102,6 +102,8 @@ def test_time_to_accuracy_races_one_seed_per_repeat_to_the_target(tmp_path):
     assert result.exit_code == 0, result.output
     (workload,) = json.loads(out.read_text())["workloads"]
     assert workload["target_accuracy"] == 0.05
+    assert workload["sizes"] == [784, 800, 10]  # the data's sizes and the default widths
+    assert workload["description"].startswith("784-800-10, ")
     assert [s["seed"] for s in workload["seeds"]] == [0, 1]
     (ours,) = workload["rows"]
     reached = [s for s in workload["seeds"] if s["reached"]]

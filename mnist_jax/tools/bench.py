@@ -365,7 +365,7 @@ def accuracy_workload(
     log(f"  {note}")
     return {
         "name": workload.name,
-        "description": workload.description(sizes),
+        "description": about,
         "images": len(splits.train.x),
         "batch_size": config.batch_size,
         "steps": None,
