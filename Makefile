@@ -25,8 +25,11 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 train: $(VENV)/.installed
 	$(BIN)/mnist-jax train --config configs/default.toml
 
+# Two workers (pytest-xdist): the suite waits on subprocesses, servers and compilers as much as
+# it computes, so two share this 2-core machine's time well. PYTEST_WORKERS=0 runs it serially.
+PYTEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check mnist_jax tests scripts
