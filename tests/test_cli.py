@@ -166,3 +166,16 @@ def test_eval_and_plot_read_another_source_through_the_same_options(trained, tmp
     drawn = run_cli(["plot", str(out), "--dataset", "idx", "--data", sample])
     assert drawn.exit_code == 0, drawn.output
     assert all(Path(line).exists() for line in drawn.stdout.split())
+
+
+def test_dry_run_names_the_step_size_each_optimiser_really_uses():
+    from tests.conftest import run_cli
+
+    def training_line(*args: str) -> str:
+        result = run_cli(["train", "--dataset", "sample", "--dry-run", *args])
+        assert result.exit_code == 0, result.output
+        return next(line for line in result.output.splitlines() if line.startswith("training"))
+
+    assert "lr 0.3, constant schedule" in training_line("--lr", "0.3", "--schedule", "constant")
+    lbfgs = training_line("-c", "seed-lbfgs-100")  # its line search picks each step
+    assert "line search" in lbfgs and "lr" not in lbfgs

@@ -226,12 +226,14 @@ class Plan:
     def lines(self) -> list[str]:
         c, sizes = self.config, self.sizes
         arch = "-".join(map(str, checkpoint.layer_sizes(c)))
+        # L-BFGS's line search picks each step: lr and the schedule are unused
+        step_size = "line search" if c.optimizer == "lbfgs" else f"lr {c.lr}, {c.schedule} schedule"
         return [
             f"config     {c.name}: {arch} {c.activation}, {checkpoint.num_params(c):,} parameters",
             f"data       {self.dataset}: {sizes['train']:,} train, {sizes['validation']:,} "
             f"validation, {sizes['test']:,} test",
             f"training   {c.optimizer}, {c.epochs} epochs x {self.steps_per_epoch} steps, "
-            f"batch {c.batch_size}, lr {c.lr}, {c.schedule} schedule",
+            f"batch {c.batch_size}, {step_size}",
             f"device     {self.device}",
             *self.memory.lines(),
             f"output     {self.out}",
