@@ -30,7 +30,7 @@ import numpy as np
 
 from mnist_jax import data
 from mnist_jax.config import Config, from_dict
-from mnist_jax.data import owndata
+from mnist_jax.data import owndata, standardize
 from mnist_jax.devices import backend
 from mnist_jax.errors import ConfigError
 from mnist_jax.keys import root_keys
@@ -256,8 +256,10 @@ def run_workload(
         return accuracy_workload(workload, base, options, device, log)
     images = min(len(host[0]), workload.images or len(host[0]), options.max_images or 10**9)
     iterations = min(workload.iterations, 3) if options.quick else workload.iterations
-    config = bench_config(dataclasses.replace(workload, iterations=iterations), base, images)
     x, y = host[0][:images].reshape(images, -1), host[1][:images].astype(np.int32)
+    # The statistics of these images, once: every peer standardises with the same numbers.
+    config = bench_config(dataclasses.replace(workload, iterations=iterations), base, images)
+    config = standardize.fit(config, x)
     steps = peers.steps_per_call(config, images)
     batch = images if config.full_batch else config.batch_size
     sizes = (config.input_size, *workload.hidden, config.num_classes)  # read from the data
@@ -348,8 +350,9 @@ def accuracy_workload(
     if options.quick:
         config = config.replace(train_size=options.max_images, epochs=3)
     splits = data.load(config, lambda _: None)
+    config = standardize.fit(config, splits.train.x)  # once, not once per seed
     target = options.target_accuracy
-    sizes = (int(np.prod(splits.image_shape)), *config.hidden, splits.num_classes)
+    sizes = (config.input_size, *config.hidden, config.num_classes)  # fitted to the data
     about = workload.description(sizes)
     log(f"{workload.name}: {about}; target {target:.2%}, {config.epochs} epochs")
     results = [
@@ -377,14 +380,7 @@ def accuracy_workload(
 
 
 def run_benchmark(
-    workloads: Sequence[str] = (
-        "tiny",
-        "wide",
-        "fullbatch",
-        "default",
-        "sweep",
-        "time-to-accuracy",
-    ),
+    workloads: Sequence[str] = tuple(WORKLOADS),
     *,
     data_source: dict[str, Any] | None = None,
     options: Options = Options(),

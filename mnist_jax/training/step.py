@@ -36,11 +36,7 @@ def scale_inputs(x: jax.Array, config: Config) -> jax.Array:
     Standardised by the training split's mean and std, or times `input_scale`
     (`mnist_jax.data.standardize`).
     """
-    dtype = dtype_of(config)
-    shift, factor = standardize.affine(config)
-    if config.input_norm == "scale":
-        return x.astype(dtype) * jnp.asarray(factor, dtype)
-    return (x.astype(dtype) - jnp.asarray(shift, dtype)) * jnp.asarray(factor, dtype)
+    return standardize.inputs(x, config, dtype_of(config))
 
 
 def make_loss(
