@@ -390,8 +390,15 @@ def _validate(cfg: Config) -> None:
         ("input_norm", INPUT_NORMS),
     ]:
         _choice(cfg, key, options)
-    positive = ("lr", "epochs", "eval_every", "eval_batch_size", "input_scale", "input_spread")
-    for key in (*positive, "init_std"):
+    for key in (
+        "lr",
+        "epochs",
+        "eval_every",
+        "eval_batch_size",
+        "input_scale",
+        "input_spread",
+        "init_std",
+    ):
         _positive(cfg, key)
     if cfg.input_std is not None:
         _positive(cfg, "input_std")

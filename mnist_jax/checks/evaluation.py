@@ -152,7 +152,7 @@ def with_data(
     as `dataset` when given (for `data_path`, "auto": told from the file), with another matmul
     precision when given."""
     if data_path is not None:
-        config = config.replace(data_path=data_path, dataset=dataset or "auto")
+        config = config.replace(data_path=data_path, dataset="auto")
     elif data_dir is not None:
         config = config.replace(data_dir=data_dir)
     if dataset is not None:

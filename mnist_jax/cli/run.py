@@ -110,9 +110,9 @@ def train_command(
     except Interrupted as e:
         raise Interrupted(f"{e}; {rundir.how_to_continue(out)}") from None
     except Diverged as e:
-        if not lead:  # the same line, but only process 0 reports the facts (--json)
-            raise MnistJaxError(str(e.saying(kept_in(out, e)))) from None
-        raise e.saying(kept_in(out, e)) from None
+        told = e.saying(kept_in(out, e))
+        # the same line everywhere, but only process 0 reports the facts (--json)
+        raise (told if lead else MnistJaxError(str(told))) from None
     except (MemoryError, RuntimeError) as e:  # XLA's JaxRuntimeError is a RuntimeError
         if not memory.is_out_of_memory(e):
             raise

@@ -113,14 +113,13 @@ def load(path: str | Path) -> Checkpoint:
         with np.load(path, allow_pickle=False) as npz:
             # The metadata alone first: its config says what every other member must be,
             # which is checked against their headers before any of them is inflated.
-            info = _parse_meta(npz["meta"], path)
+            info, epoch = _parse_meta(npz["meta"], path)
             config = _saved_config(info, path)
             check_declared(headers, config, str(path))
             _check_total(path, headers)  # the second line of defence: the memory limit
             arrays = {name: npz[name] for name in npz.files if name != "meta"}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
         raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
-    epoch = int(info.get("epoch", 0))
     num_layers = len(config.hidden) + 1
     params = [
         {"w": arrays[f"params/{i}/w"], "b": arrays[f"params/{i}/b"]} for i in range(num_layers)
@@ -129,8 +128,8 @@ def load(path: str | Path) -> Checkpoint:
     return Checkpoint(params, opt_leaves, config, epoch, info)
 
 
-def _parse_meta(meta: np.ndarray, path: Path) -> dict[str, Any]:
-    """The metadata's JSON, checked for a format this version reads and a sane epoch."""
+def _parse_meta(meta: np.ndarray, path: Path) -> tuple[dict[str, Any], int]:
+    """The metadata's JSON and its epoch count, checked for a format this version reads."""
     try:
         info = json.loads(meta.tobytes().decode())
         version = int(info["format_version"])
@@ -144,7 +143,7 @@ def _parse_meta(meta: np.ndarray, path: Path) -> dict[str, Any]:
         )
     if epoch < 0:
         raise CheckpointError(f"{path}: checkpoint records a negative epoch count ({epoch})")
-    return info
+    return info, epoch
 
 
 def _saved_config(info: dict[str, Any], path: Path) -> Config:
