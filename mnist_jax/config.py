@@ -127,7 +127,7 @@ class Config:
     momentum: float = 0.9
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
-    epochs: int = 15
+    epochs: int = 10
     batch_size: int | Literal["full"] = 128
     eval_every: int = 1
     eval_batch_size: int = 1000
