@@ -35,7 +35,7 @@ from mnist_jax.devices import backend
 from mnist_jax.errors import ConfigError
 from mnist_jax.keys import root_keys
 from mnist_jax.tools import peers
-from mnist_jax.training import memory
+from mnist_jax.training import checkpoint, memory
 
 Log = Callable[[str], None]
 PEERS = ("mnist-jax", "numpy-f32", "numpy-f64", "torch-eager", "jit-per-step", "limit")
@@ -262,7 +262,7 @@ def run_workload(
     config = standardize.fit(config, x)
     steps = peers.steps_per_call(config, images)
     batch = images if config.full_batch else config.batch_size
-    sizes = (config.input_size, *workload.hidden, config.num_classes)  # read from the data
+    sizes = checkpoint.layer_sizes(config)  # input and output widths read from the data
     cost = workload_cost(sizes, batch, steps, config.full_batch)
     memory.check(memory.plan(config, {"train": images, "validation": 0, "test": 0}, device))
     log(f"{workload.name}: {workload.description(sizes)}; {images:,} images, {steps} steps")
@@ -352,7 +352,7 @@ def accuracy_workload(
     splits = data.load(config, lambda _: None)
     config = standardize.fit(config, splits.train.x)  # once, not once per seed
     target = options.target_accuracy
-    sizes = (config.input_size, *config.hidden, config.num_classes)  # fitted to the data
+    sizes = checkpoint.layer_sizes(config)  # fitted to the data
     about = workload.description(sizes)
     log(f"{workload.name}: {about}; target {target:.2%}, {config.epochs} epochs")
     results = [
