@@ -35,6 +35,7 @@ TRICKS = ("auto", "on", "off")  # the CPU-tuned kernels; see mnist_jax.devices.b
 DATASETS = ("mnist", "sample", "auto", "idx", "kaggle-csv", "onehot-csv", "mat")
 KAGGLE_SPLITS = ("shuffled", "notebook")
 INPUT_NORMS = ("standardize", "scale")  # see mnist_jax.data.standardize
+AUGMENTS = ("none", "affine", "elastic", "both")  # see mnist_jax.training.distort
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +92,16 @@ class Config:
         batch_size: examples per step, or "full".
         eval_every: evaluate on the validation set every this many epochs (and at the end).
         dtype: "float32", or "float64" (enables JAX's x64 mode for the run).
+    Distortions of the training images (`mnist_jax.training.distort`; validation, test and
+    inference always see the images as they are):
+        augment: "none", "affine", "elastic" or "both"; a fresh distortion of every training
+            image in every epoch, drawn inside the compiled epoch from the run's keys.
+        affine_rotate, affine_scale, affine_shear, affine_shift: the largest rotation (degrees),
+            relative change of each axis's size, horizontal shear factor and shift (pixels per
+            axis); each image's values are drawn uniformly within them. Rotation and scale
+            follow Cireşan et al. 2010 (15 degrees, 15%).
+        elastic_alpha, elastic_sigma: the elastic field's scale and Gaussian smoothing, in
+            pixels; Simard et al. 2003's 34 and 4.
     Backend (`mnist_jax.devices.backend`; neither changes the maths beyond float rounding):
         matmul_precision: "auto" (full float32 on every platform: "default" on the CPU,
             "highest" elsewhere and for float64), or XLA's "default", "high" or "highest".
@@ -132,6 +143,13 @@ class Config:
     eval_every: int = 1
     eval_batch_size: int = 1000
     dtype: str = "float32"
+    augment: str = "none"
+    affine_rotate: float = 15.0
+    affine_scale: float = 0.15
+    affine_shear: float = 0.15
+    affine_shift: float = 2.0
+    elastic_alpha: float = 34.0
+    elastic_sigma: float = 4.0
     matmul_precision: str = "auto"
     cpu_tricks: str = "auto"
 
@@ -388,6 +406,7 @@ def _validate(cfg: Config) -> None:
         ("dataset", DATASETS),
         ("kaggle_split", KAGGLE_SPLITS),
         ("input_norm", INPUT_NORMS),
+        ("augment", AUGMENTS),
     ]:
         _choice(cfg, key, options)
     for key in (
@@ -428,7 +447,24 @@ def _validate(cfg: Config) -> None:
         value = getattr(cfg, key)
         if value is not None and value < 0:
             raise ConfigError(f"{key} must be zero or positive, got {value}")
+    _validate_distortions(cfg)
     if cfg.optimizer == "lbfgs" and not cfg.full_batch:
         raise ConfigError('optimizer "lbfgs" needs batch_size = "full"')
     if not 0 <= cfg.seed < 2**63:  # JAX's keys take a 64-bit signed seed
         raise ConfigError(f"seed must be between 0 and 2**63 - 1, got {cfg.seed}")
+
+
+def _validate_distortions(cfg: Config) -> None:
+    """Reject distortion strengths that are negative or cannot form an image."""
+    for key in ("affine_rotate", "affine_scale", "affine_shear", "affine_shift", "elastic_alpha"):
+        value = getattr(cfg, key)
+        if not 0 <= value < math.inf:
+            raise ConfigError(f"{key} must be zero or a positive number, got {value}")
+    if cfg.affine_scale >= 1:
+        raise ConfigError(f"affine_scale must be below 1 (a fraction), got {cfg.affine_scale}")
+    _positive(cfg, "elastic_sigma")
+    if cfg.augment != "none" and cfg.full_batch:
+        raise ConfigError(
+            f'augment = "{cfg.augment}" distorts mini-batches; it needs a numeric batch_size, '
+            'not "full"'
+        )

@@ -32,6 +32,18 @@ def epoch_key(keys: RunKeys, epoch: int) -> jax.Array:
     return jax.random.fold_in(keys.shuffle, jax.device_put(np.uint32(epoch)))
 
 
+DISTORTION_STREAM = 0x64697374  # folded into an epoch's key for its distortions ("dist")
+
+
+def distortion_key(epoch: jax.Array, step: jax.Array) -> jax.Array:
+    """The key that distorts batch `step` (0-based, in the epoch) of the epoch keyed `epoch`.
+
+    A function of the epoch's key and the batch's place alone, so a resumed run, a run split
+    into progress segments and every process of a multi-process run draw the same distortions.
+    """
+    return jax.random.fold_in(jax.random.fold_in(epoch, DISTORTION_STREAM), step)
+
+
 MIN_RANDOM_BITS = 8  # below this many random bits per key, `shuffle` sorts (key, index) pairs
 
 

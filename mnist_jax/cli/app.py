@@ -17,6 +17,7 @@ import typer
 
 from mnist_jax.cli.options import (
     EXIT_BAD_INPUT,
+    AugmentOption,
     BatchSizeOption,
     CheckpointArgument,
     ConfigOption,
@@ -88,6 +89,7 @@ def train(
     momentum: MomentumOption = None,
     schedule: ScheduleOption = None,
     hidden: HiddenOption = None,
+    augment: AugmentOption = None,
     seed: SeedOption = None,
     data_dir: DataDirOption = None,
     dataset: DatasetOption = None,
@@ -125,6 +127,7 @@ def train(
         "momentum": momentum,
         "schedule": schedule and schedule.value,
         "hidden": parse_hidden(hidden),
+        "augment": augment and augment.value,
         "seed": seed,
         "matmul_precision": matmul_precision and matmul_precision.value,
         **data_overrides(data, data_dir, dataset),

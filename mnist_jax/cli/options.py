@@ -83,6 +83,7 @@ Dataset = Choice(
 )
 Optimizer = Choice("Optimizer", {n: n for n in ("sgd", "momentum", "nesterov", "lbfgs")})
 Schedule = Choice("Schedule", {n: n for n in ("constant", "cosine")})
+Augment = Choice("Augment", {n: n for n in ("none", "affine", "elastic", "both")})
 Split = Choice("Split", {n: n for n in ("test", "validation", "train")})
 Precision = Choice("Precision", {n: n for n in ("float64", "float32")})
 Format = Choice("Format", {n: n for n in ("kaggle-csv", "onehot-csv", "mat")})
@@ -139,6 +140,13 @@ MomentumOption = Annotated[
 ]
 ScheduleOption = Annotated[
     Schedule | None, typer.Option(help="Learning rate: constant, or cosine decay to 0.")
+]
+AugmentOption = Annotated[
+    Augment | None,
+    typer.Option(
+        help="Distort every training image afresh each epoch: none, affine (rotation, scale, "
+        "shear, shift), elastic (Simard et al. 2003) or both; strengths from the config."
+    ),
 ]
 DeviceOption = Annotated[Device, typer.Option(help="Where to run: JAX's default, cpu or gpu.")]
 DevicesOption = Annotated[

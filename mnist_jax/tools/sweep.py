@@ -29,7 +29,7 @@ from mnist_jax.data import Splits
 from mnist_jax.devices import distributed
 from mnist_jax.errors import ConfigError
 from mnist_jax.keys import root_keys
-from mnist_jax.training import divergence, memory, optim, step
+from mnist_jax.training import distort, divergence, memory, optim, step
 from mnist_jax.training.trainer import Trainer, build, precision
 
 Log = Callable[[str], None]
@@ -55,12 +55,14 @@ def make_sweep_epoch(trainer: Trainer) -> Callable:
     (K,) or (K, num_steps) when full-batch. Params and optimiser state are donated.
     """
     config, num_train, loss_fn = trainer.config, trainer.num_train, trainer.loss_fn
+    # every model sees the same distorted batches, as it sees the same batch order
+    distorter = distort.batch_distorter(config, trainer.data.image_shape)
 
     def sweep_epoch(params, opt_state, lrs, x, y, key, first, *, num_steps):
         def one(params, opt_state, lr):
             optimizer = scaled_optimizer(config, num_train, lr)
             one_step = step.make_step(config, loss_fn, optimizer, trainer.policy)
-            epoch = step.make_train_epoch(config, one_step)
+            epoch = step.make_train_epoch(config, one_step, distort=distorter)
             return epoch(params, opt_state, x, y, key, first, num_steps=num_steps)
 
         return jax.vmap(one)(params, opt_state, lrs)

@@ -151,7 +151,10 @@ def chunked_value_and_grad(loss_fn: Callable[..., jax.Array], chunk: int = 0) ->
 
 
 def make_train_epoch(
-    config: Config, step: Callable, sharding: jax.sharding.Sharding | None = None
+    config: Config,
+    step: Callable,
+    sharding: jax.sharding.Sharding | None = None,
+    distort: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
 ) -> Callable:
     """Return the jitted training call for (part of) one epoch.
 
@@ -166,8 +169,16 @@ def make_train_epoch(
     Params and optimiser state are donated.
     With `sharding` (a replicated `NamedSharding` over a mesh with a "data" axis; see
     `runtime.placement`) each batch is split across the mesh's devices, params replicated.
+    With `distort` (`distort.batch_distorter`: (key, x (batch, 784)) -> float32 x), each batch
+    is distorted before its step, keyed by the epoch's key and the batch's index in the epoch
+    (`keys.distortion_key`).
     """
     split = partial(_split_batch, sharding)
+
+    def prepare(x: jax.Array, key: jax.Array, index: jax.Array) -> jax.Array:
+        if distort is None:
+            return split(x, 0)
+        return split(distort(keys.distortion_key(key, index), x), 0)
 
     def train_epoch(params, opt_state, x, y, key, first, *, num_steps):
         if config.full_batch:
@@ -181,11 +192,14 @@ def make_train_epoch(
             )
             return params, opt_state, values
 
+        indices = first + jnp.arange(num_steps, dtype=jnp.int32)  # the batches' places
         if x.ndim == 3:  # (steps, batch, 784): batches already drawn (`shards.host_drawn_epoch`)
             (params, opt_state), values = jax.lax.scan(
-                lambda carry, xy: _step_carry(step, carry, split(xy[0], 0), split(xy[1], 0)),
+                lambda carry, xyi: _step_carry(
+                    step, carry, prepare(xyi[0], key, xyi[2]), split(xyi[1], 0)
+                ),
                 (params, opt_state),
-                (x, y),
+                (x, y, indices),
             )
             return params, opt_state, jnp.sum(values)
         batch = config.batch_size
@@ -193,8 +207,9 @@ def make_train_epoch(
         take = jax.lax.dynamic_slice_in_dim(order, first * batch, num_steps * batch)
         take = take.reshape(num_steps, batch)  # (steps, batch) image indices
 
-        def gather(idx: jax.Array) -> tuple[jax.Array, jax.Array]:
-            return split(x[idx], 0), split(y[idx], 0)  # (batch, 784) uint8, (batch,)
+        def gather(idx: jax.Array, index: jax.Array) -> tuple[jax.Array, jax.Array]:
+            # (batch, 784) uint8, or float32 when distorted; (batch,)
+            return prepare(x[idx], key, index), split(y[idx], 0)
 
         def body(carry, following):
             # The step trains on the batch in the carry and gathers the next one, which does
@@ -202,12 +217,14 @@ def make_train_epoch(
             # op) beside the step's products instead of before them: the tiny model's epoch
             # ~15-20% faster. Gathering inside the loop keeps each batch in cache; gathering
             # the whole epoch first writes and re-reads a shuffled copy of the set (slower).
+            # A distortion of the next batch runs beside the step in the same way.
             params, opt_state, xb, yb = carry
             (params, opt_state), value = _step_carry(step, (params, opt_state), xb, yb)
-            return (params, opt_state, *gather(following)), value
+            return (params, opt_state, *gather(*following)), value
 
-        following = jnp.roll(take, -1, axis=0)  # step i gathers batch i + 1 (the last: unused)
-        carry = (params, opt_state, *gather(take[0]))
+        # step i gathers batch i + 1 (the last one: unused)
+        following = (jnp.roll(take, -1, axis=0), indices + 1)
+        carry = (params, opt_state, *gather(take[0], indices[0]))
         (params, opt_state, _, _), values = jax.lax.scan(body, carry, following)
         return params, opt_state, jnp.sum(values)
 

@@ -25,7 +25,7 @@ from mnist_jax.data import Splits, owndata, standardize
 from mnist_jax.devices import backend, shards
 from mnist_jax.errors import MnistJaxError
 from mnist_jax.keys import RunKeys, epoch_key, root_keys
-from mnist_jax.training import checkpoint, optim, step
+from mnist_jax.training import checkpoint, distort, optim, step
 
 Placement = jax.Device | jax.sharding.Sharding
 
@@ -291,14 +291,20 @@ def build(
         optimizer=optimizer,
         loss_fn=loss_fn,
         step=one_step,
-        train_epoch=make_epoch(config, one_step, placement),
+        train_epoch=make_epoch(config, one_step, placement, splits.image_shape),
         evaluate=step.make_evaluate(config, policy),
     )
 
 
-def make_epoch(config: Config, one_step: Callable, placement: Placement) -> Callable:
-    """The run's jitted epoch; across processes, one that draws each process's rows on the host."""
-    train_epoch = step.make_train_epoch(config, one_step, placement)
+def make_epoch(
+    config: Config, one_step: Callable, placement: Placement, image_shape: tuple[int, ...]
+) -> Callable:
+    """The run's jitted epoch; across processes, one that draws each process's rows on the host.
+
+    Training batches of images of `image_shape` are distorted as `config.augment` asks.
+    """
+    distorter = distort.batch_distorter(config, image_shape)
+    train_epoch = step.make_train_epoch(config, one_step, placement, distorter)
     if not shards.spans_processes(placement):
         return train_epoch
     batch = 0 if config.full_batch else config.batch_size
