@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mnist_jax.cli.app import app
-from mnist_jax.tools import bench
+from mnist_jax.tools import bench, measure
 
 
 def test_quick_benchmark_writes_every_column_as_json(tmp_path):
@@ -43,11 +43,11 @@ def test_quick_benchmark_writes_every_column_as_json(tmp_path):
 def test_workload_cost_counts_forward_and_backward_products():
     # 784-10-10: forward 7,840 + 100 multiply-adds; backward the same for the weights, and
     # 100 more for the hidden layer's input gradient (none for the images).
-    cost = bench.workload_cost((784, 10, 10), batch=128, steps=2, full=False)
+    cost = measure.workload_cost((784, 10, 10), batch=128, steps=2, full=False)
     assert cost["flops"] == 2 * (3 * 7940 - 7840) * 128 * 2
     params = 7840 + 10 + 100 + 10
     assert cost["bytes"] == 128 * 2 * 784 + 2 * 4 * params * 2
-    full = bench.workload_cost((784, 10, 10), batch=1000, steps=1, full=True)
+    full = measure.workload_cost((784, 10, 10), batch=1000, steps=1, full=True)
     assert full["bytes"] == 2 * 1000 * 784 + 2 * 4 * params
 
 
@@ -84,7 +84,7 @@ def test_bench_takes_its_sizes_from_a_dataset_that_is_not_mnist(tmp_path):
     assert report["dataset"] == "idx:strokes"
     tiny = report["workloads"][0]
     assert tiny["sizes"] == [256, 10, 3] and tiny["description"].startswith("256-10-3, ")
-    cost = bench.workload_cost((256, 10, 3), tiny["batch_size"], tiny["steps"], full=False)
+    cost = measure.workload_cost((256, 10, 3), tiny["batch_size"], tiny["steps"], full=False)
     assert tiny["flops"] == cost["flops"]
     assert all(r["median_s"] > 0 for w in report["workloads"] for r in w["rows"][:1])
 

@@ -14,18 +14,10 @@ limit, limit time / mnist-jax time (the fraction of the machine's peak reached).
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
-import platform
-import statistics
-import time
 from collections.abc import Callable, Sequence
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mnist_jax import data
@@ -34,7 +26,8 @@ from mnist_jax.data import owndata, standardize
 from mnist_jax.devices import backend
 from mnist_jax.errors import ConfigError
 from mnist_jax.keys import root_keys
-from mnist_jax.tools import peers
+from mnist_jax.tools import distortion_bench, measure, peers
+from mnist_jax.tools.measure import row, time_runs
 from mnist_jax.training import checkpoint, memory
 
 Log = Callable[[str], None]
@@ -73,6 +66,12 @@ WORKLOADS = {
     "default": Workload(
         "default", "the default widths, batch 128, one epoch", Config().hidden, 128
     ),
+    "augment": Workload(
+        "augment",
+        "the default widths, batch 128, one epoch: distorted images vs undistorted",
+        Config().hidden,
+        128,
+    ),
     "sweep": Workload("sweep", "8 tiny models at once (vmap) vs one after another", (10,), 128),
     "time-to-accuracy": Workload(
         "time-to-accuracy",
@@ -107,118 +106,6 @@ class Options:
         return (8 if self.quick else 256) * 2**20
 
 
-# ----------------------------------------------------------------------------- timing
-
-
-def time_runs(prepare: Callable[[], Any], run: Callable[[Any], Any], repeats: int) -> list[float]:
-    """Time `run(prepare())` `repeats` times after one warm-up; `prepare` is not timed."""
-    run(prepare())
-    times = []
-    for _ in range(repeats):
-        args = prepare()
-        started = time.perf_counter()
-        run(args)
-        times.append(time.perf_counter() - started)
-    return times
-
-
-def row(peer: str, times: Sequence[float] | None, compile_s: float | None = None, note: str = ""):
-    """One result row; `times` None means the peer was skipped (the note says why)."""
-    return {
-        "peer": peer,
-        "median_s": statistics.median(times) if times else None,
-        "times_s": list(times) if times else None,
-        "compile_s": compile_s,
-        "ratio": None,
-        "note": note,
-    }
-
-
-# ----------------------------------------------------------------------------- the machine
-
-
-def measure_limits(options: Options, device: jax.Device, precision: str = "default"):
-    """Measure float32 GEMM FLOP/s and copy bandwidth of the device the benchmark runs on.
-
-    On the CPU the better of NumPy's and XLA's GEMM counts, and NumPy's copy; on another
-    device XLA's GEMM (at the run's matrix-product `precision`) and an on-device copy.
-    """
-    n = options.gemm_size
-    rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
-    dot = jax.jit(partial(jnp.dot, precision=precision))
-    da, db = jax.device_put((a, b), device)
-    xla_s = min(time_runs(lambda: None, lambda _: dot(da, db).block_until_ready(), 5))
-    on_cpu = device.platform == "cpu"
-    # The best seen is a limit; NumPy's GEMM runs on the host, so it counts on the CPU only.
-    numpy_s = min(time_runs(lambda: None, lambda _: a @ b, 5)) if on_cpu else math.inf
-    flops = 2.0 * n**3
-    src = np.ones(options.copy_bytes // 4, np.float32)
-    if on_cpu:
-        dst = np.empty_like(src)
-        copy_s = min(time_runs(lambda: None, lambda _: np.copyto(dst, src), 3))
-    else:
-        bump, on_device = jax.jit(lambda v: v + 1.0), jax.device_put(src, device)
-        copy_s = min(time_runs(lambda: None, lambda _: bump(on_device).block_until_ready(), 3))
-    return {
-        "gemm_size": n,
-        "numpy_gemm_flops": flops / numpy_s,
-        "xla_gemm_flops": flops / xla_s,
-        "peak_flops": max(flops / numpy_s, flops / xla_s),
-        "copy_bandwidth_bytes": 2.0 * src.nbytes / copy_s,  # read + write
-    }
-
-
-def machine_info(device: jax.Device) -> dict[str, Any]:
-    """The device, CPU model, core count and library versions of this run."""
-    versions = {
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "numpy": np.__version__,
-    }
-    try:
-        import torch
-
-        versions["torch"] = torch.__version__
-    except ImportError:
-        pass
-    return {
-        "device": f"{device.platform}: {device.device_kind}",
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "versions": versions,
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def workload_cost(sizes: Sequence[int], batch: int, steps: int, full: bool) -> dict[str, float]:
-    """FLOPs and the least bytes moved by `steps` SGD steps of an MLP of layer `sizes`.
-
-    Per example: forward 2*in*out per layer, weight gradients the same, input gradients the
-    same except for the first layer (no gradient is needed for the images). Bytes: the uint8
-    images (read once per epoch; twice per iteration when full-batch, once forward and once
-    for the first layer's weight gradient) plus reading and writing the float32 params each
-    step.
-    """
-    products = [i * o for i, o in zip(sizes[:-1], sizes[1:])]
-    per_example = 2 * (3 * sum(products) - products[0])
-    params = sum(products) + sum(sizes[1:])
-    image_reads = 2 if full else 1
-    return {
-        "flops": float(per_example * batch * steps),
-        "bytes": float(image_reads * batch * steps * sizes[0] + 2 * 4 * params * steps),
-    }
-
-
 # ----------------------------------------------------------------------------- workloads
 
 
@@ -250,8 +137,12 @@ def run_workload(
     options: Options,
     device: jax.Device,
     log: Log,
+    image_shape: tuple[int, ...] = (28, 28),
 ) -> dict[str, Any]:
-    """Time every peer on one workload; return its record with rows and ratios."""
+    """Time every peer on one workload; return its record with rows and ratios.
+
+    `host` is the training split (x (N, ...) uint8, y (N,)); `image_shape` one image's shape.
+    """
     if workload.name == "time-to-accuracy":
         return accuracy_workload(workload, base, options, device, log)
     images = min(len(host[0]), workload.images or len(host[0]), options.max_images or 10**9)
@@ -263,11 +154,13 @@ def run_workload(
     steps = peers.steps_per_call(config, images)
     batch = images if config.full_batch else config.batch_size
     sizes = checkpoint.layer_sizes(config)  # input and output widths read from the data
-    cost = workload_cost(sizes, batch, steps, config.full_batch)
+    cost = measure.workload_cost(sizes, batch, steps, config.full_batch)
     memory.check(memory.plan(config, {"train": images, "validation": 0, "test": 0}, device))
     log(f"{workload.name}: {workload.description(sizes)}; {images:,} images, {steps} steps")
     if workload.name == "sweep":
         rows = sweep_rows(config, x, y, options, device)
+    elif workload.name == "augment":
+        rows = distortion_bench.augment_rows(config, x, y, image_shape, options.repeats, device)
     else:
         rows = peer_rows(config, x, y, options, device, log)
         limit_s = max(
@@ -418,7 +311,9 @@ def run_benchmark(
     splits = data.load(base.replace(validation_size=0), log)
     # Every workload's input and output widths are the data's (784 and 10 for MNIST).
     base = owndata.fit_config(base, splits.image_shape, splits.num_classes, splits.name)
-    limits = measure_limits(options, device, policy.matmul_precision)
+    limits = measure.measure_limits(
+        options.gemm_size, options.copy_bytes, device, policy.matmul_precision
+    )
     log(
         f"limits: GEMM {limits['peak_flops'] / 1e9:.1f} GFLOP/s, "
         f"copy {limits['copy_bandwidth_bytes'] / 1e9:.1f} GB/s"
@@ -427,11 +322,13 @@ def run_benchmark(
         "dataset": splits.name,
         "repeats": options.repeats,
         "quick": options.quick,
-        "machine": machine_info(device),
+        "machine": measure.machine_info(device),
         "backend": policy.to_dict(),
         "limits": limits,
         "workloads": [
-            run_workload(WORKLOADS[w], base, splits.train, limits, options, device, log)
+            run_workload(
+                WORKLOADS[w], base, splits.train, limits, options, device, log, splits.image_shape
+            )
             for w in workloads
         ],
     }

@@ -34,19 +34,31 @@ def steps_per_call(config: Config, n: int) -> int:
     return config.epochs if config.full_batch else optim.steps_per_epoch(config, n)
 
 
-def bench_splits(config: Config, x: np.ndarray, y: np.ndarray) -> Splits:
+def bench_splits(
+    config: Config, x: np.ndarray, y: np.ndarray, image_shape: tuple[int, ...] | None = None
+) -> Splits:
     """The benchmark's images as a run's splits: all of them train; the test split is unused.
 
-    x is (N, pixels); the image size and class count are the config's (fitted to the data).
+    x is (N, pixels); the image size and class count are the config's (fitted to the data);
+    `image_shape` (e.g. (28, 28)) is one image's shape, which a distorting config needs.
     """
     empty = Split(x[:0], y[:0])
-    shape, classes = (config.input_size,), config.num_classes
+    shape, classes = image_shape or (config.input_size,), config.num_classes
     return Splits("bench", Split(x, y), empty, Split(x[:1], y[:1]), shape, classes)
 
 
-def jax_epoch(config: Config, x: np.ndarray, y: np.ndarray, device: jax.Device):
-    """Compile the trainer's epoch for `config` on (x, y); return (compile_s, prepare, run, ...)."""
-    trainer = build(config, bench_splits(config, x, y), device)
+def jax_epoch(
+    config: Config,
+    x: np.ndarray,
+    y: np.ndarray,
+    device: jax.Device,
+    image_shape: tuple[int, ...] | None = None,
+):
+    """Compile the trainer's epoch for `config` on (x, y); return (compile_s, prepare, run, ...).
+
+    `image_shape`: one image's shape, for a config that distorts its images.
+    """
+    trainer = build(config, bench_splits(config, x, y, image_shape), device)
     state = trainer.init_state()
     train, key, first = trainer.data.train, trainer.epoch_key(0), trainer.put(np.int32(0))
     steps = steps_per_call(config, len(x))
