@@ -11,11 +11,13 @@ a separate process on the GPU backend (`--device gpu`):
 1. the test suite (tests marked `gpu` run; they are skipped on the CPU);
 2. `gradcheck` in float64 and float32 on every seed config;
 3. the default training (test accuracy and seconds);
-4. the benchmark, with PyTorch on CUDA when torch is installed.
+4. one epoch of the largest config, `ciresan-2010`, its images distorted on the device;
+5. the benchmark, with PyTorch on CUDA when torch is installed.
 
 `--quick` is the check for a GPU lent for minutes: a few test files (`QUICK_TESTS`, among
 them the CUDA export and the GPU-marked tests), `gradcheck` on one seed config in both dtypes,
-one epoch of the default training and `bench --quick`, all within a time budget
+one epoch of the default training, one distorted epoch of `ciresan-2010` and `bench --quick`,
+all within a time budget
 (`QUICK_BUDGET_S`, 4.5 minutes of steps; `--budget` sets another): a step still running when
 the budget is spent is stopped, and the steps after it are recorded as not run.
 
@@ -155,6 +157,13 @@ def steps(python: str, options: argparse.Namespace, out: Path) -> list[tuple[str
                 "--json",
             ],
         )  # fmt: skip
+    )
+    # One distorted epoch of the largest config (about 4 TFLOP on full MNIST): what a GPU
+    # runtime gives the network of Ciresan et al. 2010, distortions computed on the device.
+    largest = ["--config", "configs/ciresan-2010.toml", "--epochs", "1"]
+    largest_out = ["--out", str(out / "train-ciresan-2010"), "--no-progress", "--json"]
+    todo.append(
+        ("train ciresan-2010 epoch", [*cli, "train", *largest, *data, *device, *largest_out])
     )
     quick = ["--quick", "--repeats", "1"] if options.quick else []
     todo.append(("bench", [*cli, "bench", *data, *device, *quick, "--json"]))

@@ -30,6 +30,7 @@ def test_cpu_dry_run_runs_every_step_and_writes_one_report(tmp_path):
         "tests",
         *(f"gradcheck {first_seed} {d}" for d in ("float64", "float32")),
         "train default",
+        "train ciresan-2010 epoch",
         "bench",
     ]
     assert report["quick"] is True and report["budget_s"] == gpu_check.QUICK_BUDGET_S
@@ -63,6 +64,9 @@ def test_quick_runs_a_few_test_files_one_gradcheck_config_and_short_steps(tmp_pa
     assert len([name for name in todo if name.startswith("gradcheck")]) == 2
     assert todo["train default"][todo["train default"].index("--epochs") + 1] == "1"
     assert "--quick" in todo["bench"] and "gpu" in todo["bench"]
+    largest = todo["train ciresan-2010 epoch"]
+    assert "configs/ciresan-2010.toml" in largest and "gpu" in largest
+    assert largest[largest.index("--epochs") + 1] == "1"
     full = dict(gpu_check.steps("python", argparse.Namespace(**{**vars(options), "quick": False}),
                                 tmp_path))  # fmt: skip
     assert full["tests"][-1] == "tests" and "--epochs" not in full["train default"]

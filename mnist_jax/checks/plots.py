@@ -19,6 +19,8 @@ from mnist_jax.files import atomic_write_bytes
 
 INSTALL_HINT = "pip install 'mnist-jax[plot]'"
 FILES = ("curves.png", "confusion.png", "samples.png", "weights.png")
+DISTORTED_FILE = "distorted.png"  # only for a run that distorts its training images
+DISTORTED_GRID = (6, 5)  # training images drawn, distorted copies of each
 GRID = (6, 8)  # rows, columns of the sample grid
 MAX_UNITS = 64  # first-layer units drawn
 
@@ -59,7 +61,8 @@ def plot_run(
     result, ckpt = evaluation.evaluate_checkpoint(
         run_dir, split, data_dir=data_dir, data_path=data_path, dataset=dataset, log=log
     )
-    return draw(run_dir, records, result, np.asarray(ckpt.params[0]["w"]))
+    weights = np.asarray(ckpt.params[0]["w"])
+    return draw(run_dir, records, result, weights, distorted_samples(ckpt.config, log))
 
 
 def plot_result(result: Any, out: str | Path, log: Callable[[str], None] = print) -> list[Path]:
@@ -67,15 +70,42 @@ def plot_result(result: Any, out: str | Path, log: Callable[[str], None] = print
     from mnist_jax.checks import evaluation
 
     evaluated = evaluation.evaluate_params(result.config, result.params, "test", log=log)
-    return draw(Path(out), result.history, evaluated, np.asarray(result.params[0]["w"]))
+    weights = np.asarray(result.params[0]["w"])
+    distorted = distorted_samples(result.config, log)
+    return draw(Path(out), result.history, evaluated, weights, distorted)
 
 
-def draw(out: Path, records: list[dict[str, Any]], result: Any, weights: np.ndarray) -> list[Path]:
+def distorted_samples(config: Any, log: Callable[[str], None]) -> np.ndarray | None:
+    """Training images beside distorted copies, (n, 1 + copies, h, w), or None (no distortion).
+
+    The first training images of the run's data, and copies distorted as the run's epochs
+    distort them (`mnist_jax.training.distort.samples`).
+    """
+    if config.augment == "none":
+        return None
+    from mnist_jax import data
+    from mnist_jax.training import distort
+
+    count, copies = DISTORTED_GRID
+    images = data.load(config, log).train.x[:count]  # (n, h, w) uint8
+    copied = distort.samples(config, images, copies)
+    return np.concatenate([images[:, None].astype(np.float32), copied], axis=1)
+
+
+def draw(
+    out: Path,
+    records: list[dict[str, Any]],
+    result: Any,
+    weights: np.ndarray,
+    distorted: np.ndarray | None = None,
+) -> list[Path]:
     """Write curves, confusion, samples and weights PNGs into `out`; return their paths.
 
     Args:
         records: the per-epoch history; result: an `evaluation.Evaluation`;
-        weights: the first layer's weights (pixels, hidden), pixels = 784 for MNIST.
+        weights: the first layer's weights (pixels, hidden), pixels = 784 for MNIST;
+        distorted: training images beside their distorted copies (`distorted_samples`),
+            drawn into `DISTORTED_FILE` when given.
     """
     from mnist_jax.checks import report
 
@@ -92,6 +122,8 @@ def draw(out: Path, records: list[dict[str, Any]], result: Any, weights: np.ndar
         "samples.png": samples_figure(plt, result.images, labels, probs, result.split),
         "weights.png": weights_figure(plt, weights, result.images.shape[1:]),
     }
+    if distorted is not None:
+        figures[DISTORTED_FILE] = distorted_figure(plt, distorted)
     return [save_figure(plt, figure, out / name) for name, figure in figures.items()]
 
 
@@ -188,6 +220,22 @@ def samples_figure(
                 spine.set_color("red")
                 spine.set_linewidth(2)
     figure.suptitle(f"{split} images: predicted digit, true digit in brackets when wrong")
+    return figure
+
+
+def distorted_figure(plt: Any, grid: np.ndarray) -> Any:
+    """Each row one training image, then its distorted copies: grid (n, 1 + copies, h, w)."""
+    rows, cols = grid.shape[:2]
+    figure, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.2 + 0.4), squeeze=False)
+    figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.5 / (rows + 0.5),
+                           wspace=0.08, hspace=0.08)  # fmt: skip
+    for (r, c), ax in np.ndenumerate(axes):
+        ax.imshow(grid[r, c], cmap="gray_r", vmin=0, vmax=255)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if r == 0:
+            ax.set_title("as stored" if c == 0 else f"epoch {c}", fontsize=9)
+    figure.suptitle("training images and the distortions of their first epochs")
     return figure
 
 

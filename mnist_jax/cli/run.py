@@ -221,9 +221,21 @@ class Plan:
             "device": self.device,
             "out": self.out,
             "memory": self.memory.to_dict(),
+            "flops_per_epoch": self.flops_per_epoch(),
         }
 
+    def flops_per_epoch(self) -> float:
+        """The FLOPs of one epoch's matrix products, forward and backward (`measure`)."""
+        from mnist_jax.tools import measure
+
+        c = self.config
+        batch = self.sizes["train"] if c.full_batch else c.batch_size
+        sizes = checkpoint.layer_sizes(c)
+        return measure.workload_cost(sizes, batch, self.steps_per_epoch, c.full_batch)["flops"]
+
     def lines(self) -> list[str]:
+        from mnist_jax.training import distort
+
         c, sizes = self.config, self.sizes
         arch = "-".join(map(str, checkpoint.layer_sizes(c)))
         # L-BFGS's line search picks each step: lr and the schedule are unused
@@ -234,6 +246,10 @@ class Plan:
             f"validation, {sizes['test']:,} test",
             f"training   {c.optimizer}, {c.epochs} epochs x {self.steps_per_epoch} steps, "
             f"batch {c.batch_size}, {step_size}",
+            *([f"distort    {distort.describe(c)}"] if c.augment != "none" else []),
+            f"compute    {self.flops_per_epoch() / 1e12:.3g} TFLOP an epoch, "
+            f"{self.flops_per_epoch() * c.epochs / 1e12:,.4g} TFLOP in all (products, forward "
+            "and backward)",
             f"device     {self.device}",
             *self.memory.lines(),
             f"output     {self.out}",
