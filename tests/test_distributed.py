@@ -186,3 +186,18 @@ def test_shares_cover_every_model_once(monkeypatch):
     monkeypatch.setattr(jax, "process_count", lambda: 3)
     shares = [list(distributed.share(7, i)) for i in range(3)]
     assert shares == [[0, 1, 2], [3, 4], [5, 6]]
+
+
+def test_two_processes_draw_the_distortions_one_process_draws(tmp_path):
+    plain = ["train", "--config", str(SMOKE), "--epochs", "1", "--json", "--no-progress"]
+    distorted = [*plain, "--augment", "both"]
+    two = run(mnist_jax("launch", "-n", "2", "--", *distorted, "--out", str(tmp_path / "2x1")))
+    assert two.returncode == 0, two.stderr
+    for args, name in ((distorted, "1x1"), (plain, "plain")):
+        one = run(mnist_jax(*args, "--out", str(tmp_path / name)))
+        assert one.returncode == 0, one.stderr
+    assert checkpoint.load(tmp_path / "2x1").config.augment == "both"
+    # The same distorted batches: the two runs differ only by the halves' summing order,
+    # while distorting or not moves the parameters a hundred times further.
+    assert max_diff(tmp_path / "2x1", tmp_path / "1x1") < PARAM_TOLERANCE
+    assert max_diff(tmp_path / "1x1", tmp_path / "plain") > 100 * PARAM_TOLERANCE
