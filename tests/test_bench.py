@@ -120,3 +120,23 @@ def test_a_target_accuracy_outside_0_1_is_one_line():
     done = run_cli(["bench", "--quick", "--workloads", "tiny", "--target-accuracy", "98.3"])
     assert done.exit_code != 0
     assert done.stderr.strip().splitlines()[-1].startswith("error: --target-accuracy")
+
+
+def test_augment_workload_times_distorted_epochs_beside_the_plain_one():
+    options = bench.Options(repeats=1, quick=True)
+    source = {"dataset": "sample"}
+    report = bench.run_benchmark(["augment"], data_source=source, options=options, log=print)
+    (workload,) = report["workloads"]
+    rows = {r["peer"]: r for r in workload["rows"]}
+    assert list(rows)[:5] == [
+        "mnist-jax", "mnist-jax+both", "mnist-jax+elastic", "distort-only", "map-coordinates"
+    ]  # fmt: skip
+    assert rows["mnist-jax"]["ratio"] is None and rows["mnist-jax"]["note"] == "none"
+    for name in ("mnist-jax+both", "mnist-jax+elastic", "distort-only", "map-coordinates"):
+        assert rows[name]["ratio"] == rows[name]["median_s"] / rows["mnist-jax"]["median_s"]
+    # the distortion alone costs less than training on the distorted images
+    assert rows["distort-only"]["median_s"] < rows["mnist-jax+both"]["median_s"]
+    dm_pix = rows["dm-pix"]
+    assert (dm_pix["median_s"] is None and "pip install dm-pix" in dm_pix["note"]) or (
+        dm_pix["ratio"] > 0 and dm_pix["note"].startswith("elastic, no training")
+    )
