@@ -6,6 +6,9 @@ real training path), ``numpy-f32`` / ``numpy-f64``, ``torch-eager`` (when torch 
 and ``jit-per-step``. Beside them, ``limit`` is the least time the workload's FLOPs and bytes
 need at the machine's measured matrix-multiply rate and memory bandwidth.
 
+The ``augment`` workload (`mnist_jax.tools.distortion_bench`) times the default network's
+epoch with and without distortions of its training images, and the distortions alone.
+
 Each peer is warmed up once, then timed `repeats` times; the median is reported, compile time
 separately. Ratios are peer time / mnist-jax time (above 1: mnist-jax is faster) and, for the
 limit, limit time / mnist-jax time (the fraction of the machine's peak reached).
