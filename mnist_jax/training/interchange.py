@@ -26,7 +26,7 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
     """Import `module`, or fail in one line naming the extra that installs it.
 
     Args:
-        module: e.g. "onnx".
+        module: e.g. "onnx" or "safetensors.numpy" (the message names the package).
         extra: the mnist-jax extra that brings it, e.g. "onnx".
         purpose: what needs it, e.g. "ONNX export".
     """
@@ -34,7 +34,7 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError:
         raise MnistJaxError(
-            f"{purpose} needs the {module} package: pip install 'mnist-jax[{extra}]'"
+            f"{purpose} needs the {module.split('.')[0]} package: pip install 'mnist-jax[{extra}]'"
         ) from None
 
 
@@ -63,6 +63,9 @@ def save_imported(
 
     Returns:
         The checkpoint as written to `out`/checkpoint.npz.
+
+    Raises:
+        DataError: the run folder cannot be written (one line).
     """
     from mnist_jax.training import optim
     from mnist_jax.training.trainer import precision
@@ -70,5 +73,8 @@ def save_imported(
     with precision(config):
         opt_state = optim.make_optimizer(config, 1).init(params)
         leaves: list[Any] = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(opt_state)]
-    checkpoint.save(Path(out), params, leaves, config, epoch, **meta)
+    try:
+        checkpoint.save(Path(out), params, leaves, config, epoch, **meta)
+    except OSError as e:
+        raise DataError(f"cannot write the run folder {out}: {e.strerror or e}") from None
     return checkpoint.load(out)
