@@ -17,7 +17,7 @@ standardisation (or scaling) is folded into the first layer (`standardize.fold`,
 export` folds it), so the graph takes raw grey levels and needs no preprocessing node. The
 weights keep the model's float type (float64 models compute and answer in double). The
 config is stored as JSON in the model's metadata (`mnist_jax.config`). Opset 17 and IR
-version 8 let ONNX Runtime 1.13 and later, onnxruntime-web included, run the file.
+version 8 are what ONNX Runtime reads from 1.13 on (the tests run 1.20 and the newest).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from mnist_jax.data import standardize
 from mnist_jax.training import checkpoint, interchange
 
 OPSET = 17  # Gemm, Softmax over the last axis, ReduceSum's axes as an input (13+)
-IR_VERSION = 8  # the IR of opset 17: readable by ONNX Runtime 1.13 and later
+IR_VERSION = 8  # the IR of opset 17, which ONNX Runtime reads from 1.13 on
 INPUT, OUTPUT = "pixels", "probabilities"
 ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}
 Log = Callable[[str], None]
