@@ -283,3 +283,15 @@ def test_tensors_past_the_memory_limit_are_refused_before_reading(good, tmp_path
     result = run_cli(["import", str(file), "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "its tensors declare" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_import_into_a_path_that_is_a_file_is_one_line(good, tmp_path):
+    file, out = tmp_path / "model.safetensors", tmp_path / "taken"
+    file.write_bytes(pack(*good))
+    out.write_text("not a folder")
+    result = run_cli(["import", str(file), "--out", str(out)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot write the run folder {out}: File exists"
+    ]
+    assert out.read_text() == "not a folder"
