@@ -87,6 +87,7 @@ Augment = Choice("Augment", {n: n for n in ("none", "affine", "elastic", "both")
 Split = Choice("Split", {n: n for n in ("test", "validation", "train")})
 Precision = Choice("Precision", {n: n for n in ("float64", "float32")})
 Format = Choice("Format", {n: n for n in ("kaggle-csv", "onehot-csv", "mat")})
+ModelFormat = Choice("ModelFormat", {n: n for n in ("onnx", "safetensors")})
 MatmulPrecision = Choice("MatmulPrecision", {n: n for n in ("auto", "default", "high", "highest")})
 
 # --- options shared by several commands, each declared once

@@ -1,4 +1,5 @@
-"""The command line's tool commands: benchmark, sweep, launcher, bundled configs, data, Theta.
+"""The command line's tool commands: benchmark, sweep, launcher, bundled configs, data, the
+model in other formats (ONNX, safetensors, Theta).
 
 Registered on the apps of `cli_options` when `cli.py` imports this module; each command is
 options plus a docstring plus one library call, like those in `cli.py`.
@@ -27,6 +28,7 @@ from mnist_jax.cli.options import (
     HiddenOption,
     JsonOption,
     MatmulPrecisionOption,
+    ModelFormat,
     NumProcessesOption,
     ProcessIdOption,
     WriteJsonOption,
@@ -254,6 +256,44 @@ def data_export(
     from mnist_jax.data import convert
 
     convert.export_command(fmt.value, out, data_dir=data_dir, seed=seed, rows=rows, log=note)
+
+
+# --- the model in other formats: ONNX and safetensors, the L-BFGS seed's Theta files
+
+
+@app.command("export")
+@reports_errors
+def export_model(
+    checkpoint: CheckpointArgument,
+    fmt: Annotated[
+        ModelFormat,
+        typer.Option(
+            "--format",
+            help="onnx: pixels to probabilities, for ONNX Runtime (needs the onnx extra); "
+            "safetensors: the weights and the config (needs the safetensors extra).",
+        ),
+    ],
+    out: Annotated[Path, typer.Option(metavar="FILE", help="File to write (replaced whole).")],
+) -> None:
+    """Write a checkpoint as an ONNX model or a safetensors file, for use outside mnist-jax."""
+    from mnist_jax.training import onnxfile, safetensorsfile
+
+    exporters = {"onnx": onnxfile.export_onnx, "safetensors": safetensorsfile.export_safetensors}
+    typer.echo(str(exporters[fmt.value](checkpoint, out, log=note)))
+
+
+@app.command("import")
+@reports_errors
+def import_model(
+    file: Annotated[Path, typer.Argument(help="A safetensors file written by `mnist-jax export`.")],
+    out: Annotated[Path, typer.Option(metavar="DIR", help="Run folder to write.")],
+) -> None:
+    """Make a run folder (checkpoint.npz) from a safetensors file, for eval, predict and serve."""
+    from mnist_jax.training import checkpoint, safetensorsfile
+
+    ckpt = safetensorsfile.import_safetensors(file, out)
+    sizes = "-".join(map(str, checkpoint.layer_sizes(ckpt.config)))
+    typer.echo(f"{sizes} {ckpt.config.activation} model written to {out}")
 
 
 # --- theta: the L-BFGS seed's weight files

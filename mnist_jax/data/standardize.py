@@ -95,14 +95,19 @@ def inputs(x: Any, config: Config, dtype: Any = np.float32) -> Any:
     return (x.astype(dtype) - dtype(shift)) * dtype(factor)
 
 
-def fold(params: list[dict[str, np.ndarray]], config: Config) -> list[dict[str, np.ndarray]]:
-    """Return float64 params that take pixels times `input_scale` and compute what `params` do.
+def fold(
+    params: list[dict[str, np.ndarray]], config: Config, takes: float | None = None
+) -> list[dict[str, np.ndarray]]:
+    """Return float64 params that take pixels times `takes` and compute what `params` do.
 
-    The first layer absorbs the standardisation: w' = w * factor / input_scale and
-    b' = b - shift * factor * sum(w over inputs), so w'.T (x s) + b' = w.T ((x - shift) f) + b.
+    The first layer absorbs the pixels' affine map: with t = `takes` (the config's
+    `input_scale` when None, as the seed's Theta files are fed; 1 for raw pixels, as ONNX
+    files are), w' = w * factor / t and b' = b - shift * factor * sum(w over inputs), so
+    w'.T (x t) + b' = w.T ((x - shift) f) + b.
     """
     shift, factor = affine(config)
+    takes = config.input_scale if takes is None else takes
     first = {k: np.asarray(v, np.float64) for k, v in params[0].items()}
-    w = first["w"] * (factor / config.input_scale)
+    w = first["w"] * (factor / takes)
     b = first["b"] - shift * factor * first["w"].sum(axis=0)
     return [{"w": w, "b": b}, *params[1:]]

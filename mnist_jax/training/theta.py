@@ -21,16 +21,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
 from mnist_jax.config import Config
 from mnist_jax.data import standardize
 from mnist_jax.data.idx import read_bytes
 from mnist_jax.errors import DataError
-from mnist_jax.files import atomic_write_bytes
 from mnist_jax.limits import check_claim
-from mnist_jax.training import checkpoint
+from mnist_jax.training import checkpoint, interchange
 
 FORMAT = "%.18e"  # round-trips float64 exactly (17 significant digits suffice)
 IMPORTED = "imported-theta"  # the dataset name an imported checkpoint records
@@ -161,15 +159,10 @@ def read_thetas(folder: Path) -> list[np.ndarray]:
 
 def write_thetas(folder: Path, params: list[dict[str, Any]]) -> list[Path]:
     """Write one Theta file per layer of `params` into `folder`, atomically; return the paths."""
-    paths = []
-    for layer, theta in enumerate(to_thetas(params)):
-        path = folder / theta_name(layer)
-        try:
-            atomic_write_bytes(path, encode_theta(theta))
-        except OSError as e:
-            raise DataError(f"cannot write {path}: {e.strerror or e}") from None
-        paths.append(path)
-    return paths
+    return [
+        interchange.write_file(folder / theta_name(layer), encode_theta(theta))
+        for layer, theta in enumerate(to_thetas(params))
+    ]
 
 
 def export_theta(run: str | Path, out: str | Path, log: Log = print) -> list[Path]:
@@ -214,14 +207,12 @@ def import_theta(
     are set to them, with a note when `hidden` changes) and the inputs are pixels times
     `input_scale`, as the seed feeds them (`input_norm = "scale"`); the rest of the config
     (activation, data, ...) is kept, so `mnist-jax eval` and `predict` use the run like a
-    trained one. The optimiser state is freshly initialised and the epoch count is 0.
+    trained one. The optimiser state is freshly initialised and the epoch count is 0
+    (`interchange.save_imported`).
 
     Returns:
         The checkpoint as written to `out`/checkpoint.npz.
     """
-    from mnist_jax.training import optim
-    from mnist_jax.training.trainer import precision
-
     thetas = read_thetas(Path(folder))
     hidden = tuple(t.shape[0] for t in thetas[:-1])
     if hidden != config.hidden:
@@ -236,8 +227,4 @@ def import_theta(
     if config.num_classes < 2:
         raise DataError(f"{Path(folder) / theta_name(len(thetas) - 1)}: one output unit; need 2+")
     params = from_thetas(thetas, config.dtype)
-    with precision(config):
-        opt_state = optim.make_optimizer(config, 1).init(params)
-        leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(opt_state)]
-    checkpoint.save(Path(out), params, leaves, config, 0, dataset=IMPORTED, source=str(folder))
-    return checkpoint.load(out)
+    return interchange.save_imported(out, params, config, dataset=IMPORTED, source=str(folder))
