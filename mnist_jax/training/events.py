@@ -48,12 +48,15 @@ class EventWriter:
 
     takes_images = True
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, epochs_done: int = 0):
         from tensorboardX import FileWriter
 
-        # Flushed after each epoch's records (`flush`), not on a timer.
-        self.file = FileWriter(str(folder), max_queue=1000, flush_secs=3600)
-        self.last_step = 0
+        # Flushed after each epoch's records (`flush`), not on a timer. The suffix keeps a
+        # resumed run's file apart from one started in the same second (the name holds it).
+        self.file = FileWriter(
+            str(folder), max_queue=1000, flush_secs=3600, filename_suffix=f".from{epochs_done}"
+        )
+        self.last_step = epochs_done
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         from tensorboardX import summary
@@ -98,19 +101,20 @@ class EventWriter:
         self.file.close()
 
 
-def open_events(folder: Path, *, fresh: bool) -> EventWriter | None:
+def open_events(folder: Path, epochs_done: int = 0) -> EventWriter | None:
     """An `EventWriter` for `folder`, or None (said once per process) without tensorboardX.
 
-    A fresh run (not a resumed one) first removes event files an earlier run left in the
-    folder, as it starts metrics.jsonl anew, so that TensorBoard shows one run there.
+    A fresh run (`epochs_done` 0; not a resumed one) first removes event files an earlier
+    run left in the folder, as it starts metrics.jsonl anew, so that TensorBoard shows one
+    run there.
     """
     if not available():
         _say_missing()
         return None
-    if fresh:
+    if epochs_done == 0:
         for stale in folder.glob(EVENTS_GLOB):
             stale.unlink(missing_ok=True)
-    return EventWriter(folder)
+    return EventWriter(folder, epochs_done)
 
 
 def available() -> bool:

@@ -141,7 +141,7 @@ def open_writers(folder: str | Path, epochs_done: int = 0) -> Writers:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    board = events.open_events(folder, fresh=epochs_done == 0)
+    board = events.open_events(folder, epochs_done)
     return Writers([MetricsFile(folder, epochs_done), SummaryFile(folder), *filter(None, [board])])
 
 
