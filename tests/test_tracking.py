@@ -20,7 +20,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from mnist_jax.checks import pictures
 from mnist_jax.config import load_config
-from mnist_jax.training import events, optim, tracking
+from mnist_jax.training import events, optim, rundir, tracking
 from tests.conftest import SMOKE, run_cli
 from tests.trained_model import trained_smoke_model  # noqa: F401 (the session fixture)
 
@@ -57,7 +57,7 @@ def png_pixels(encoded: bytes) -> np.ndarray:
 
 
 def test_a_run_has_one_scalar_per_epoch_for_each_metric(smoke_model):
-    records = [json.loads(line) for line in (smoke_model / "metrics.jsonl").read_text().splitlines()]
+    records = rundir.read_metrics(smoke_model)
     epochs = load_config(SMOKE).epochs
     assert [r["epoch"] for r in records] == list(range(1, epochs + 1))
     reader = read_events(smoke_model)
@@ -199,7 +199,7 @@ def test_a_sweep_writes_one_tensorboard_run_per_model(tmp_path):
     for row in rows:
         folder = out / f"seed{row['seed']}-lr{row['lr']:g}"
         reader = read_events(folder)
-        records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        records = rundir.read_metrics(folder)
         train = scalars(reader, "loss/train")
         assert train == [(r["epoch"], pytest.approx(r["train_loss"])) for r in records]
         assert [s for s, _ in train] == [1, 2] and train[-1][1] == pytest.approx(row["train_loss"])
