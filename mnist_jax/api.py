@@ -40,8 +40,8 @@ class Result:
         config: the resolved config it trained.
         params: the final parameters, a list of {"w": (in, out), "b": (out,)} NumPy arrays.
         opt_state: the final optimiser state (a pytree of NumPy arrays).
-        history: one record per epoch trained: epoch, train_loss, seconds,
-            examples_per_second, and val_loss / val_accuracy on evaluated epochs.
+        history: one record per epoch trained: epoch, train_loss, lr (not for L-BFGS),
+            seconds, examples_per_second, and val_loss / val_accuracy on evaluated epochs.
         metrics: test_/validation_/train_ accuracy and loss of the final parameters.
         dataset: the dataset's name ("mnist", "mnist-sample", ...).
         epochs: epochs completed; train_seconds: time in the training loop.

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from mnist_jax.console import note
+from mnist_jax.training.tracking import Writer
 
 INSTALL_HINT = "pip install 'mnist-jax[tensorboard]'"
 TAGS = {
@@ -43,7 +44,7 @@ FINAL = ("_accuracy", "_loss")  # the summary's keys that are final metrics
 EVENTS_GLOB = "events.out.tfevents.*"
 
 
-class EventWriter:
+class EventWriter(Writer):
     """Write a run's records as TensorBoard summaries into one folder (one TensorBoard run)."""
 
     takes_images = True

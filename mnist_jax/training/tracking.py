@@ -9,7 +9,7 @@ A run hands out three kinds of record, each as a value, never read back from a f
 `Writers` fans each call out to its backends, the way `clu.metric_writers.MultiWriter` does:
 `metrics.jsonl` (one line per epoch), `summary.json`, and TensorBoard's event files when the
 `tensorboard` extra is installed (`mnist_jax.training.events`). A new backend is one more class
-with these five methods; the training loop does not change.
+overriding some of `Writer`'s methods; the training loop does not change.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +28,11 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 
 
-class Writer(Protocol):
-    """A backend for a run's records (all steps are 1-based epochs)."""
+class Writer:
+    """A backend for a run's records (all steps are 1-based epochs); each method does nothing
+    until a backend overrides it, so a backend names only the records it keeps."""
+
+    takes_images = False  # whether write_images keeps anything
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         """Take one epoch's numbers, keyed as the loop's history records are."""
@@ -47,8 +50,9 @@ class Writer(Protocol):
         """Flush and release the backend."""
 
 
-class MetricsFile:
-    """`metrics.jsonl`: one JSON line per epoch, {"epoch": step, **scalars}.
+class MetricsFile(Writer):
+    """`metrics.jsonl`: one JSON line per epoch, {"epoch": step, **scalars}, each line written
+    and closed at once.
 
     Opening it keeps only the lines of the first `epochs_done` epochs (a resumed run's
     checkpoint has those; a fresh run starts the file empty).
@@ -62,42 +66,18 @@ class MetricsFile:
         with self.path.open("a") as f:
             f.write(json.dumps({"epoch": step, **scalars}) + "\n")
 
-    def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
-        pass
 
-    def write_summary(self, summary: Mapping[str, Any]) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass  # each line is written and closed at once
-
-    def close(self) -> None:
-        pass
-
-
-class SummaryFile:
+class SummaryFile(Writer):
     """`summary.json`, written atomically."""
 
     def __init__(self, folder: Path):
         self.path = folder / SUMMARY
 
-    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-        pass
-
-    def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
-        pass
-
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         atomic_write_json(self.path, dict(summary))
 
-    def flush(self) -> None:
-        pass
 
-    def close(self) -> None:
-        pass
-
-
-class Writers:
+class Writers(Writer):
     """Hand every record to every writer (the one place a run's records fan out).
 
     Attributes:
@@ -107,7 +87,7 @@ class Writers:
 
     def __init__(self, writers: Sequence[Writer]):
         self.writers = list(writers)
-        self.takes_images = any(getattr(w, "takes_images", False) for w in self.writers)
+        self.takes_images = any(w.takes_images for w in self.writers)
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         for writer in self.writers:
@@ -137,7 +117,7 @@ def open_writers(folder: str | Path, epochs_done: int = 0) -> Writers:
         folder: the run folder (created if missing).
         epochs_done: epochs a resumed run has already recorded (0: a fresh run).
     """
-    from mnist_jax.training import events
+    from mnist_jax.training import events  # which imports this module
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
