@@ -64,6 +64,10 @@ def test_two_processes_equal_one_process_on_two_devices_and_on_one(tmp_path):
     written = sorted(p.name for p in (tmp_path / "2x1").iterdir())
     events = [name for name in written if name.startswith("events.out.tfevents.")]
     assert len(events) == 1  # TensorBoard's, from process 0 alone
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(tmp_path / "2x1")).Reload().Tags()
+    assert "loss/train" in board["scalars"] and board["images"] == []  # no pictures in a job
     assert sorted(set(written) - set(events)) == ["checkpoint.npz", "metrics.jsonl", "summary.json"]
     assert len((tmp_path / "2x1" / "metrics.jsonl").read_text().splitlines()) == 1
     assert max_diff(tmp_path / "2x1", tmp_path / "1x2") < 1e-6
