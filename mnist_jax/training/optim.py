@@ -54,7 +54,7 @@ def epoch_lrs(config: Config, num_train: int) -> np.ndarray | None:
     lr = learning_rate(config, num_train)
     last_steps = np.arange(1, config.epochs + 1) * steps_per_epoch(config, num_train) - 1
     if callable(lr):
-        return np.asarray([float(lr(step)) for step in last_steps], np.float64)
+        return np.asarray(lr(last_steps), np.float64)  # optax schedules work elementwise
     return np.full(config.epochs, lr, np.float64)
 
 
