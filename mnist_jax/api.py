@@ -21,13 +21,13 @@ import jax
 import numpy as np
 
 from mnist_jax import data, model
-from mnist_jax.checks import evaluation
+from mnist_jax.checks import evaluation, pictures
 from mnist_jax.config import Config
 from mnist_jax.data import Splits
 from mnist_jax.devices.shards import local_device
 from mnist_jax.training import checkpoint, loop, memory
 from mnist_jax.training.rundir import RunFolder, restore_state
-from mnist_jax.training.trainer import Placement, build, precision
+from mnist_jax.training.trainer import Placement, Trainer, build, precision
 
 Log = Callable[[str], None]
 
@@ -40,8 +40,8 @@ class Result:
         config: the resolved config it trained.
         params: the final parameters, a list of {"w": (in, out), "b": (out,)} NumPy arrays.
         opt_state: the final optimiser state (a pytree of NumPy arrays).
-        history: one record per epoch trained: epoch, train_loss, seconds,
-            examples_per_second, and val_loss / val_accuracy on evaluated epochs.
+        history: one record per epoch trained: epoch, train_loss, lr (not for L-BFGS),
+            seconds, examples_per_second, and val_loss / val_accuracy on evaluated epochs.
         metrics: test_/validation_/train_ accuracy and loss of the final parameters.
         dataset: the dataset's name ("mnist", "mnist-sample", ...).
         epochs: epochs completed; train_seconds: time in the training loop.
@@ -94,8 +94,9 @@ def train(
 
     Args:
         config: the resolved config (`load_config`).
-        out: a run folder for checkpoint.npz, metrics.jsonl and summary.json, or None to
-            write nothing (only process 0 of a multi-process job writes it).
+        out: a run folder for checkpoint.npz, metrics.jsonl, summary.json and (with the
+            `tensorboard` extra) TensorBoard's event files, or None to write nothing (only
+            process 0 of a multi-process job writes it).
         splits: the host data (`mnist_jax.data.load(config)`); loaded from the config if None.
         placement: a device, or a replicated sharding over several (`runtime.placement`).
         resume: a checkpoint of this run to continue from.
@@ -125,24 +126,41 @@ def train(
         # In a job of several processes, process 0 alone writes the run folder.
         writes = out is not None and jax.process_index() == 0
         folder = RunFolder(out, config, trainer.data.name, state.epoch) if writes else None
-        state, history = loop.fit(
-            trainer, state, log=log, progress=progress, should_stop=should_stop,
-            on_epoch=None if folder is None else folder.record,
-        )  # fmt: skip
-        result = Result(
-            config=config,
-            params=jax.device_get(state.params),
-            opt_state=jax.device_get(state.opt_state),
-            history=history,
-            metrics=loop.final_metrics(trainer, state.params),
-            dataset=trainer.data.name,
-            epochs=state.epoch,
-            train_seconds=state.train_seconds,
-            device=str(trainer.placement),
-        )
-    if folder is not None:
-        folder.write_summary(result.to_dict())
+        try:
+            state, history = loop.fit(
+                trainer, state, log=log, progress=progress, should_stop=should_stop,
+                on_epoch=None if folder is None else folder.record,
+            )  # fmt: skip
+            result = Result(
+                config=config,
+                params=jax.device_get(state.params),
+                opt_state=jax.device_get(state.opt_state),
+                history=history,
+                metrics=loop.final_metrics(trainer, state.params),
+                dataset=trainer.data.name,
+                epochs=state.epoch,
+                train_seconds=state.train_seconds,
+                device=str(trainer.placement),
+            )
+            # A job of several processes would have to evaluate in all of them: no pictures.
+            if folder is not None and folder.takes_images and jax.process_count() == 1:
+                folder.write_images(state.epoch, end_images(trainer, state.params))
+            if folder is not None:
+                folder.write_summary(result.to_dict())
+        finally:
+            if folder is not None:
+                folder.close()
     return result
+
+
+def end_images(trainer: Trainer, params: Any) -> dict[str, np.ndarray]:
+    """The pictures a run's trackers get once, at its end: {name: (H, W[, C]) uint8}.
+
+    The test split's confusion matrix and most confident mistakes (`checks.pictures`); a run
+    that distorts its training images adds a grid of distorted samples here
+    (`pictures.grid`).
+    """
+    return pictures.of_evaluation(evaluation.evaluate(trainer, params, "test"))
 
 
 def evaluate(

@@ -70,6 +70,7 @@ def test_activation_list_is_checked():
             compare.parse_activations(bad)
 
 
+@pytest.mark.option("compare", "--out")
 def test_compare_runs_on_a_dataset_that_is_not_mnist(tmp_path):
     from mnist_jax.training import checkpoint
     from tests.conftest import run_cli
@@ -85,6 +86,18 @@ def test_compare_runs_on_a_dataset_that_is_not_mnist(tmp_path):
     assert all(r["test_error"] < 1 / 3 for r in rows)  # chance would be 2/3
     saved = checkpoint.load(tmp_path / "runs" / "relu").config
     assert checkpoint.layer_sizes(saved) == (256, *saved.hidden, 3)
+    # one TensorBoard run per activation, side by side under --out
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    board = EventMultiplexer().AddRunsFromDirectory(str(tmp_path / "runs")).Reload()
+    assert sorted(board.Runs()) == ["relu", "tanh"]
+    for row in rows:
+        run = row["activation"]
+        (final,) = board.Scalars(run, "final/test_accuracy")
+        assert final.value == pytest.approx(1 - row["test_error"])
+        assert [e.value for e in board.Scalars(run, "loss/train")] == pytest.approx(row["losses"])
+        assert board.Images(run, "images/confusion_matrix")[0].width > 3 * 10  # 3 classes
+    assert f"tensorboard --logdir {tmp_path / 'runs'}" in result.stderr
 
 
 def test_a_diverged_activation_is_marked_and_the_others_still_compared(monkeypatch):

@@ -61,9 +61,14 @@ def test_two_processes_equal_one_process_on_two_devices_and_on_one(tmp_path):
         name: json.loads(p.stdout) for name, p in (("2x1", two), ("1x2", pair), ("1x1", one))
     }
     assert "Mesh('data': 2" in results["2x1"]["device"]
-    assert sorted(p.name for p in (tmp_path / "2x1").iterdir()) == sorted(
-        ["checkpoint.npz", "metrics.jsonl", "summary.json"]
-    )
+    written = sorted(p.name for p in (tmp_path / "2x1").iterdir())
+    events = [name for name in written if name.startswith("events.out.tfevents.")]
+    assert len(events) == 1  # TensorBoard's, from process 0 alone
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(tmp_path / "2x1")).Reload().Tags()
+    assert "loss/train" in board["scalars"] and board["images"] == []  # no pictures in a job
+    assert sorted(set(written) - set(events)) == ["checkpoint.npz", "metrics.jsonl", "summary.json"]
     assert len((tmp_path / "2x1" / "metrics.jsonl").read_text().splitlines()) == 1
     assert max_diff(tmp_path / "2x1", tmp_path / "1x2") < 1e-6
     for name in ("2x1", "1x2"):

@@ -183,6 +183,14 @@ def check(line: str) -> None:
         pass
     elif program in ("pip", ".venv/bin/pip") or (program == "python" and args[:2][-1] == "pip"):
         check_extras(args)
+    elif program == "tensorboard":  # the viewer, which the tensorboard extra installs
+        extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+        viewer = [
+            r
+            for r in extras["optional-dependencies"]["tensorboard"]
+            if r.startswith("tensorboard>")
+        ]
+        assert viewer and args[0] == "--logdir" and len(args) == 2, line
     elif program == "make":
         makefile = (ROOT / "Makefile").read_text()
         assert re.search(rf"^{re.escape(args[0])}:", makefile, re.M), f"no make target {args[0]}"

@@ -48,6 +48,7 @@ from mnist_jax.cli.options import (
     placement,
     reports_errors,
     resolve,
+    say_tensorboard,
     show,
 )
 from mnist_jax.console import emit_json, note
@@ -311,7 +312,10 @@ def compare(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(metavar="DIR", help="Keep each run in DIR/<activation> (default: none)."),
+        typer.Option(
+            metavar="DIR",
+            help="Keep each run (with its TensorBoard events) in DIR/<activation> (default: none).",
+        ),
     ] = None,
     device: DeviceOption = Device.auto,
     devices: DevicesOption = None,
@@ -332,6 +336,7 @@ def compare(
         resolved, names, plot=plot, out_dir=out, log=note, placement=placement(device, devices)
     )
     show(rows, as_json, comparison.format_table)
+    say_tensorboard(out)
 
 
 # The tool commands (bench, sweep, launch, configs, data, theta) register after the ones above,

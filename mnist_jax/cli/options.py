@@ -213,6 +213,12 @@ def reports_errors(command):
     return wrapper
 
 
+def say_tensorboard(folder: Path | None) -> None:
+    """Say how to view the TensorBoard events a command wrote under `folder` (if it did)."""
+    if folder is not None and any(folder.rglob("events.out.tfevents.*")):
+        note(f"TensorBoard: tensorboard --logdir {folder}")
+
+
 def show(
     value: Any,
     as_json: bool,

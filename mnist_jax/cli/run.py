@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mnist_jax.cli.options import say_tensorboard
 from mnist_jax.config import Config, load_config
 from mnist_jax.console import note
 from mnist_jax.data import owndata
@@ -132,6 +133,7 @@ def train_command(
         for path in plots.plot_result(result, out, log=log):
             log(f"plot {path}")
     log(f"run saved in {out}  (evaluate again with: mnist-jax eval {out})")
+    say_tensorboard(out)
     return result
 
 

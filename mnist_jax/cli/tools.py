@@ -41,6 +41,7 @@ from mnist_jax.cli.options import (
     placement,
     reports_errors,
     resolve,
+    say_tensorboard,
     show,
     theta_app,
 )
@@ -116,6 +117,14 @@ def sweep(
     coordinator: CoordinatorOption = None,
     num_processes: NumProcessesOption = None,
     process_id: ProcessIdOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Keep each model's metrics, summary and TensorBoard events in "
+            "DIR/seed<S>-lr<LR> (default: none).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
     write_json: WriteJsonOption = None,
 ) -> None:
@@ -141,9 +150,11 @@ def sweep(
         device=device.value,
         devices=devices,
         log=note,
+        out=out,
     )
     if rows is not None:  # None in the processes other than 0 of a job
         show(rows, as_json, sweeping.format_rows, write_json)
+        say_tensorboard(out)
 
 
 @app.command(context_settings={"allow_interspersed_args": False})

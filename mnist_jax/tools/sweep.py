@@ -9,6 +9,11 @@ K separate runs comes from on a CPU.
 The learning rate is a traced value: the config's optimiser is built with lr = 1 (its
 schedule's shape) and its updates are scaled by each model's lr, so one program serves them
 all. The data, loss, initial states and evaluation are the builder's (`mnist_jax.training.trainer`).
+
+Given an `out` folder, each model gets a folder of its own, `out/seed<S>-lr<LR>`, with the
+records a run folder gets (`mnist_jax.training.tracking`: metrics.jsonl, summary.json and
+TensorBoard's event files), so that `tensorboard --logdir out` shows the models side by side.
+There is no checkpoint: a sweep is for choosing a recipe, and `train` makes the model.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -29,7 +35,7 @@ from mnist_jax.data import Splits
 from mnist_jax.devices import distributed
 from mnist_jax.errors import ConfigError
 from mnist_jax.keys import root_keys
-from mnist_jax.training import distort, divergence, memory, optim, step
+from mnist_jax.training import distort, divergence, memory, optim, step, tracking
 from mnist_jax.training.trainer import Trainer, build, precision
 
 Log = Callable[[str], None]
@@ -85,6 +91,7 @@ def run_sweep(
     *,
     device: jax.Device | None = None,
     log: Log = print,
+    out: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Train one model per (seed, lr) pair at once; return one result row per model.
 
@@ -94,6 +101,8 @@ def run_sweep(
         lrs: the models' (peak) learning rates.
         device: where to train; JAX's default device when None.
         log: receives one line per epoch.
+        out: a folder for one sub-folder of records per model (`model_folder`); None
+            writes nothing.
 
     Returns:
         [{"seed", "lr", "train_loss", "val_accuracy", "val_loss", "test_accuracy",
@@ -104,7 +113,7 @@ def run_sweep(
     """
     models = grid(config, seeds, lrs)
     with precision(config):
-        return _run_sweep(config, models, device, log)
+        return _run_sweep(config, models, device, log, out)
 
 
 def grid(config: Config, seeds: Sequence[int], lrs: Sequence[float]) -> list[tuple[int, float]]:
@@ -118,7 +127,14 @@ def grid(config: Config, seeds: Sequence[int], lrs: Sequence[float]) -> list[tup
     models = list(itertools.product(seeds, lrs))
     if not models:
         raise ConfigError("a sweep needs at least one seed and one learning rate")
+    if len({model_folder(seed, lr) for seed, lr in models}) < len(models):
+        raise ConfigError("a sweep's seeds and learning rates must each be distinct")
     return models
+
+
+def model_folder(seed: int, lr: float) -> str:
+    """The name of one model's folder under a sweep's `out`: "seed0-lr0.1"."""
+    return f"seed{seed}-lr{lr:g}"
 
 
 RESULTS = ("train_loss", "val_accuracy", "val_loss", "test_accuracy", "test_loss", "diverged_epoch")
@@ -133,25 +149,27 @@ def sweep_command(
     device: str = "auto",
     devices: int | None = None,
     log: Log = print,
+    out: Path | None = None,
 ) -> list[dict[str, Any]] | None:
     """What `mnist-jax sweep` does: the rows of `run_sweep`, shared among a job's processes.
 
     In one process the models train on `--device`/`--devices` (`runtime.placement`, resolved
     after joining the job). In a job of several processes each trains its contiguous share
     of the models (with `vmap` on its own device) and process 0 gathers the rows; it returns
-    them, the others None.
+    them, the others None. With `out`, each process writes its own models' folders.
     """
     from mnist_jax.devices import runtime
 
     distributed.join(cluster or distributed.Cluster())
     if jax.process_count() == 1:
-        return run_sweep(config, seeds, lrs, device=runtime.placement(device, devices), log=log)
+        placed = runtime.placement(device, devices)
+        return run_sweep(config, seeds, lrs, device=placed, log=log, out=out)
     models = grid(config, seeds, lrs)
     ours = [models[i] for i in distributed.share(len(models))]
     rows = []
     if ours:
         with precision(config):
-            rows = _run_sweep(config, ours, jax.local_devices()[0], log)
+            rows = _run_sweep(config, ours, jax.local_devices()[0], log, out)
     table = np.array([[r.get(k, np.nan) for k in RESULTS] for r in rows], np.float64)
     table = distributed.gather_rows(table.reshape(len(rows), len(RESULTS)), len(models))
     if not distributed.is_lead():
@@ -166,7 +184,7 @@ def sweep_command(
     return rows
 
 
-def _run_sweep(config, models, placement, log) -> list[dict[str, Any]]:
+def _run_sweep(config, models, placement, log, out=None) -> list[dict[str, Any]]:
     splits = data.load(config, log)
     memory.check_run(config, splits, placement or jax.devices()[0], models=len(models))
     trainer = sweep_trainer(config, splits, placement)
@@ -178,6 +196,7 @@ def _run_sweep(config, models, placement, log) -> list[dict[str, Any]]:
     first = trainer.put(np.int32(0))
     train = trainer.data.train
     watch = Watch(divergence.blank_loss(config.output, trainer.config.num_classes), len(models))
+    records = Records(trainer.config, models, out, trainer.num_train)
     done, mean = 0, None
     while done < config.epochs:
         now = min(fused, config.epochs - done)
@@ -189,12 +208,13 @@ def _run_sweep(config, models, placement, log) -> list[dict[str, Any]]:
         # (K, epochs in this call): full-batch calls fuse several epochs of one step each
         losses = np.asarray(losses, np.float64)
         epochs = losses if config.full_batch else losses[:, None] / per_epoch
+        seconds = time.perf_counter() - started
         for column in epochs.T:
             done += 1
             watch.epoch(done, column)
+            records.epoch(done, column, seconds / now, watch)
         mean = epochs[:, -1]
-        log(f"epoch {done}/{config.epochs}  {watch.describe(mean)}  "
-            f"{time.perf_counter() - started:.2f} s")  # fmt: skip
+        log(f"epoch {done}/{config.epochs}  {watch.describe(mean)}  {seconds:.2f} s")
     evaluate = jax.jit(jax.vmap(trainer.evaluate, in_axes=(0, None)))
     rows = [
         {"seed": seed, "lr": lr, "train_loss": float(loss)}
@@ -207,7 +227,42 @@ def _run_sweep(config, models, placement, log) -> list[dict[str, Any]]:
         for r, l_sum, c, m in zip(rows, loss_sum, correct, count):
             r[f"{name}_accuracy"] = float(c / m)
             r[f"{name}_loss"] = float(l_sum / m)
-    return [watch.mark(i, row) for i, row in enumerate(rows)]
+    rows = [watch.mark(i, row) for i, row in enumerate(rows)]
+    records.finish(rows, done)
+    return rows
+
+
+class Records:
+    """Each model's records, handed to the writers of its own folder (none without `out`)."""
+
+    def __init__(
+        self, config: Config, models: Sequence[tuple[int, float]], out: Path | None, num_train: int
+    ):
+        self.configs = [config.replace(seed=seed, lr=lr) for seed, lr in models]
+        self.writers = [] if out is None else [
+            tracking.open_writers(Path(out) / model_folder(seed, lr)) for seed, lr in models
+        ]  # fmt: skip
+        # every model's lr per epoch: the schedule's shape times its own peak
+        shape = optim.epoch_lrs(config.replace(lr=1.0), num_train)
+        self.lrs = None if shape is None else np.outer([lr for _, lr in models], shape)
+
+    def epoch(self, number: int, losses: np.ndarray, seconds: float, watch: Watch) -> None:
+        """Write epoch `number`'s mean training losses (K,); a diverged model's stop there."""
+        for i, writers in enumerate(self.writers):
+            if watch.at[i] and watch.at[i] < number:
+                continue
+            scalars = {"train_loss": float(losses[i])}
+            if self.lrs is not None:
+                scalars["lr"] = float(self.lrs[i, number - 1])
+            writers.write_scalars(number, {**scalars, "seconds": seconds})
+            writers.flush()
+
+    def finish(self, rows: list[dict[str, Any]], epochs: int) -> None:
+        """Write each model's summary (its row, named as a run's summary is) and close."""
+        for writers, row, config in zip(self.writers, rows, self.configs):
+            final = {k.replace("val_", "validation_"): v for k, v in row.items()}
+            writers.write_summary({**final, "epochs": epochs, "config": config.to_dict()})
+            writers.close()
 
 
 class Watch:

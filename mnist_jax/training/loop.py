@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mnist_jax.errors import Diverged, Interrupted
-from mnist_jax.training import divergence
+from mnist_jax.training import divergence, optim
 from mnist_jax.training.trainer import Trainer, TrainState
 
 Log = Callable[[str], None]
@@ -62,8 +62,9 @@ def fit(
 
     Returns:
         (the final state, the history: one record per epoch trained here, {"epoch",
-        "train_loss", "seconds", "examples_per_second"} plus "val_loss" and "val_accuracy"
-        on evaluated epochs).
+        "train_loss", "lr" (the step size at the epoch's last step; not for L-BFGS),
+        "seconds", "examples_per_second"} plus "val_loss" and "val_accuracy" on evaluated
+        epochs).
 
     Raises:
         Diverged: after the first epoch whose loss diverged, before `on_epoch` sees it.
@@ -78,6 +79,7 @@ def fit(
     starts = {first: trainer.put(np.int32(first)) for first, _ in segments(per_epoch, parts)}
     history: list[dict[str, Any]] = []
     blank = divergence.blank_loss(config.output, config.num_classes)
+    lrs = optim.epoch_lrs(config, trainer.num_train)
 
     while state.epoch < config.epochs:
         epochs_now = min(fused, config.epochs - state.epoch)
@@ -99,6 +101,8 @@ def fit(
         seconds = time.perf_counter() - started
         state.train_seconds += seconds
         records = _epoch_records(config.full_batch, state.epoch, losses, per_epoch, epochs_now)
+        for record in records if lrs is not None else ():
+            record["lr"] = float(lrs[record["epoch"] - 1])
         kept, state.epoch = state.epoch, state.epoch + epochs_now
         _check_divergence([*history, *records], len(history), blank, state.params, config.lr, kept)
         last = records[-1]

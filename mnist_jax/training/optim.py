@@ -14,6 +14,7 @@ decaying from `config.lr` to 0 at the last step of the run.
 
 from __future__ import annotations
 
+import numpy as np
 import optax
 
 from mnist_jax.config import Config
@@ -41,6 +42,20 @@ def learning_rate(config: Config, num_train: int) -> float | optax.Schedule:
         decay_steps=max(total, warmup + 1),
         end_value=0.0,
     )
+
+
+def epoch_lrs(config: Config, num_train: int) -> np.ndarray | None:
+    """The step size of each epoch's last step: (epochs,) float64, or None for L-BFGS.
+
+    Recorded with each epoch ("lr"), so a schedule shows in the metrics and in TensorBoard.
+    """
+    if config.optimizer == "lbfgs":
+        return None  # the line search picks each step
+    lr = learning_rate(config, num_train)
+    last_steps = np.arange(1, config.epochs + 1) * steps_per_epoch(config, num_train) - 1
+    if callable(lr):
+        return np.asarray(lr(last_steps), np.float64)  # optax schedules work elementwise
+    return np.full(config.epochs, lr, np.float64)
 
 
 def make_optimizer(config: Config, num_train: int) -> optax.GradientTransformation:

@@ -1,8 +1,10 @@
-"""The run folder: `checkpoint.npz`, `metrics.jsonl` and `summary.json`, written from values.
+"""The run folder: `checkpoint.npz`, `metrics.jsonl`, `summary.json` and TensorBoard's event
+files, written from values.
 
-Training hands each finished epoch to `RunFolder.record` (its metrics lines appended, the
-checkpoint replaced atomically) and the final summary to `write_summary`; nothing here is read
-back during a run. Reading happens only when a user hands a folder over: `--resume` restores
+Training hands each finished epoch to `RunFolder.record` (its records to every writer of
+`mnist_jax.training.tracking`, then the checkpoint replaced atomically), the images drawn at the
+end to `write_images`, and the final summary to `write_summary`; nothing here is read back
+during a run. Reading happens only when a user hands a folder over: `--resume` restores
 the state, and `read_metrics` gives a finished run's history to the plots.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +23,11 @@ import numpy as np
 from mnist_jax.config import Config
 from mnist_jax.devices import shards
 from mnist_jax.errors import MnistJaxError
-from mnist_jax.files import atomic_write_bytes, atomic_write_json
-from mnist_jax.training import checkpoint
+from mnist_jax.training import checkpoint, tracking
 from mnist_jax.training.trainer import Placement, TrainState
 
-METRICS = "metrics.jsonl"
-SUMMARY = "summary.json"
+METRICS = tracking.METRICS
+SUMMARY = tracking.SUMMARY
 
 
 class RunFolder:
@@ -35,19 +37,36 @@ class RunFolder:
         self.path = Path(path)
         self.config = config
         self.dataset = dataset
-        self.path.mkdir(parents=True, exist_ok=True)
-        _truncate_metrics(self.path / METRICS, epochs_done)
+        self.writers = tracking.open_writers(self.path, epochs_done)
+
+    @property
+    def takes_images(self) -> bool:
+        """Whether images handed to `write_images` go anywhere (TensorBoard is installed)."""
+        return self.writers.takes_images
 
     def record(self, records: list[dict[str, Any]], state: TrainState) -> None:
-        """Append the epochs' metrics lines, then checkpoint the state atomically."""
-        with (self.path / METRICS).open("a") as f:
-            for record in records:
-                f.write(json.dumps(record) + "\n")
+        """Hand the epochs' records to every writer, then checkpoint the state atomically."""
+        for record in records:
+            self.writers.write_scalars(*tracking.split_record(record))
+        self.writers.flush()
         save_state(self.path, state, self.config, self.dataset)
 
+    def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+        """Hand named images, (H, W) or (H, W, C) uint8, to every writer that keeps them.
+
+        The hook for pictures of a run (the confusion matrix, its mistakes, a config's
+        distorted training samples): draw them once, then call this.
+        """
+        if images:
+            self.writers.write_images(step, images)
+
     def write_summary(self, summary: dict[str, Any]) -> None:
-        """Write `summary.json` atomically."""
-        atomic_write_json(self.path / SUMMARY, summary)
+        """Hand the summary to every writer (`summary.json`, the HParams entry)."""
+        self.writers.write_summary(summary)
+
+    def close(self) -> None:
+        """Flush and close every writer."""
+        self.writers.close()
 
 
 def save_state(out: Path, state: TrainState, config: Config, dataset_name: str) -> None:
@@ -96,7 +115,7 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
         raise MnistJaxError(f"{path} not found: give the folder of a training run")
     records = []
     for line in path.read_text().splitlines():
-        if math.isfinite(_record_epoch(line)):
+        if math.isfinite(tracking.record_epoch(line)):
             records.append(json.loads(line))
     return records
 
@@ -112,19 +131,3 @@ def how_to_continue(out: Path) -> str:
     if not checkpoint.resolve(out).exists():
         return "no epoch was completed, so there is nothing to resume"
     return f"continue with: mnist-jax train --resume {out}"
-
-
-def _truncate_metrics(path: Path, epochs_done: int) -> None:
-    """Keep only the records of epochs a resumed checkpoint has completed."""
-    if not path.exists():
-        return
-    kept = [line for line in path.read_text().splitlines() if _record_epoch(line) <= epochs_done]
-    atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
-
-
-def _record_epoch(line: str) -> float:
-    """The epoch of one metrics line; a torn or foreign line (a killed write) counts as never."""
-    try:
-        return float(json.loads(line)["epoch"])
-    except (ValueError, KeyError, TypeError):
-        return math.inf
