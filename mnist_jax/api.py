@@ -25,7 +25,7 @@ from mnist_jax.checks import evaluation, pictures
 from mnist_jax.config import Config
 from mnist_jax.data import Splits
 from mnist_jax.devices.shards import local_device
-from mnist_jax.training import checkpoint, loop, memory
+from mnist_jax.training import checkpoint, distort, loop, memory
 from mnist_jax.training.rundir import RunFolder, restore_state
 from mnist_jax.training.trainer import Placement, Trainer, build, precision
 
@@ -153,14 +153,25 @@ def train(
     return result
 
 
+DISTORTED_SAMPLES = (6, 5)  # training images, distorted copies of each
+
+
 def end_images(trainer: Trainer, params: Any) -> dict[str, np.ndarray]:
     """The pictures a run's trackers get once, at its end: {name: (H, W[, C]) uint8}.
 
     The test split's confusion matrix and most confident mistakes (`checks.pictures`); a run
-    that distorts its training images adds a grid of distorted samples here
-    (`pictures.grid`).
+    that distorts its training images adds "distorted_samples": each row a training image,
+    then its copies as the run's first epochs distort them (`distort.samples`).
     """
-    return pictures.of_evaluation(evaluation.evaluate(trainer, params, "test"))
+    images = pictures.of_evaluation(evaluation.evaluate(trainer, params, "test"))
+    if trainer.config.augment != "none" and len(trainer.data.image_shape) == 2:
+        count, copies = DISTORTED_SAMPLES
+        first = np.asarray(trainer.data.train.x[:count]).reshape(-1, *trainer.data.image_shape)
+        copied = distort.samples(trainer.config, first, copies)  # (count, copies, h, w)
+        rows = np.concatenate([first[:, None].astype(np.float32), copied], axis=1)
+        tiles = np.clip(np.rint(rows), 0, 255).astype(np.uint8).reshape(-1, *first.shape[1:])
+        images["distorted_samples"] = pictures.grid(tiles, columns=copies + 1)
+    return images
 
 
 def evaluate(

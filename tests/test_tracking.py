@@ -212,3 +212,19 @@ def test_a_sweep_writes_one_tensorboard_run_per_model(tmp_path):
         assert start.hparams["seed"].number_value == row["seed"]
     assert len(losses) == 4  # four different models
     assert len(shapes) == 1  # one schedule, scaled by each model's lr
+
+
+def test_a_distorting_run_shows_its_distorted_training_samples(tmp_path):
+    import mnist_jax
+    from mnist_jax.training import distort
+
+    config = load_config(SMOKE, {"epochs": 1, "hidden": [16], "augment": "elastic"})
+    result = mnist_jax.train(config, tmp_path / "run", log=lambda _: None)
+    (picture,) = read_events(tmp_path / "run").Images("images/distorted_samples")
+    tiles = png_pixels(picture.encoded_image_string)  # 6 rows: an image, then 5 copies
+    assert tiles.shape[:2] == (6 * 30, 6 * 30)
+    first = mnist_jax.load_data(config).train.x[:6]
+    np.testing.assert_array_equal(tiles[:28, :28], first[0])  # the image as stored ...
+    copies = distort.samples(result.config, first, 5)
+    np.testing.assert_array_equal(tiles[:28, 30:58], np.rint(copies[0, 0]).astype(np.uint8))
+    assert not np.array_equal(tiles[:28, 30:58], first[0])  # ... beside a distorted copy
