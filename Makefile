@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # it on imports; here that folder is the package itself, so the warning is silenced.
 EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e
 
-.PHONY: train test lint docs clean gpu-check
+.PHONY: train test lint docs clean gpu-check wheel
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,15 @@ $(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
 docs: $(VENV)/.installed-docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
+# A wheel of this checkout, dist/mnist_jax-VERSION-py3-none-any.whl, to install where the checkout
+# is not: upload it next to examples/gpu_runtime.ipynb on a hosted runtime.
+wheel: | $(BIN)/python
+	rm -rf dist build
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
+	rm -rf build
+
 clean:
-	rm -rf $(VENV) runs site .pytest_cache .hypothesis
+	rm -rf $(VENV) runs site .pytest_cache .hypothesis dist build
 
 # On a machine with an NVIDIA GPU: tests, gradcheck, default training and bench on the GPU,
 # one JSON report. Uses the JAX already there when it sees the GPU, and installs the CUDA extra

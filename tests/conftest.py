@@ -1,6 +1,10 @@
-"""Shared fixtures: a fixed key, an isolated user cache, and the full MNIST files if present."""
+"""Shared fixtures: a fixed key, an isolated user cache, the full MNIST files if present, and a
+wheel built once per session."""
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -97,3 +101,23 @@ def run_cli(args: list[str]) -> SimpleNamespace:
         code = main(list(args))
     stdout, stderr = out.getvalue(), err.getvalue()
     return SimpleNamespace(exit_code=code, stdout=stdout, stderr=stderr, output=stdout + stderr)
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> Path:
+    """The wheel `make wheel` builds from a clean copy of this checkout, its uncommitted changes
+    included, the way `pip install .` builds one: dist/mnist_jax-VERSION-py3-none-any.whl."""
+    source = tmp_path_factory.mktemp("wheel") / "src"
+    patterns = shutil.ignore_patterns(".*", "build", "dist", "runs", "*.egg-info", "__pycache__")
+
+    def skip(folder: str, names: list[str]) -> set[str]:
+        # the top-level data/ holds exported data files; mnist_jax/data/ is code
+        top = {"data", "site"} & set(names) if Path(folder) == ROOT else set()
+        return set(patterns(folder, names)) | top
+
+    shutil.copytree(ROOT, source, ignore=skip)
+    make = ["make", "-C", str(source), "wheel", f"VENV={sys.prefix}"]
+    done = subprocess.run(make, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    (path,) = (source / "dist").glob("mnist_jax-*.whl")
+    return path

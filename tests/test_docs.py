@@ -191,6 +191,11 @@ def check(line: str) -> None:
             if r.startswith("tensorboard>")
         ]
         assert viewer and args[0] == "--logdir" and len(args) == 2, line
+    elif program == "curl":  # a request to `mnist-jax serve`: an endpoint it has
+        from mnist_jax.serving import serve
+
+        [url] = [word for word in args if word.startswith("http://")]
+        assert "/" + url.split("/", 3)[3] in serve.DECODERS, f"serve has no endpoint {url}"
     elif program == "make":
         makefile = (ROOT / "Makefile").read_text()
         assert re.search(rf"^{re.escape(args[0])}:", makefile, re.M), f"no make target {args[0]}"
@@ -224,7 +229,14 @@ def test_command_in_the_docs_is_valid(page, line):
     check(line)
 
 
-@pytest.mark.parametrize("line", ["mnist-jax train --no-such-flag", "mnist-jax evaluate x"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "mnist-jax train --no-such-flag",
+        "mnist-jax evaluate x",
+        "curl --data-binary @d.png http://127.0.0.1:8000/nowhere",
+    ],
+)
 def test_command_check_can_fail(line):
     with pytest.raises(AssertionError):
         check(line)

@@ -9,8 +9,12 @@ from typer.testing import CliRunner
 
 from mnist_jax.cli.app import app
 from mnist_jax.serving import inference as predict
-from tests.test_preprocess import on_paper, pgm_p5
-from tests.trained_model import confident_digit, trained_smoke_model  # noqa: F401 (fixture)
+from tests.test_preprocess import LOSSY, USER_FORMATS, drawn, on_paper, pgm_p5, user_files
+from tests.trained_model import (  # noqa: F401 (fixture)
+    confident_digit,
+    confident_digits,
+    trained_smoke_model,
+)
 
 runner = CliRunner()
 
@@ -88,3 +92,33 @@ def test_png_without_pillow_says_how_to_install(smoke_model, tmp_path, monkeypat
     result = runner.invoke(app, ["predict", str(smoke_model), str(path)])
     assert result.exit_code == 2
     assert "pip install 'mnist-jax[images]'" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def user_predictions(smoke_model, tmp_path_factory) -> dict[str, list[dict]]:
+    """predict's records for 10 test digits drawn at 168x168 and saved in each of USER_FORMATS,
+    all read in one call: {format: [record] * 10}."""
+    digits, _ = confident_digits(smoke_model, 10)
+    folder = tmp_path_factory.mktemp("user-images")
+    files = [user_files(drawn(digit), folder, f"d{i}") for i, digit in enumerate(digits)]
+    records = predict.predict_files(smoke_model, [f[name] for name in USER_FORMATS for f in files])
+    return {name: records[10 * i : 10 * (i + 1)] for i, name in enumerate(USER_FORMATS)}
+
+
+@pytest.mark.parametrize("name", [f for f in USER_FORMATS if f != "png8"])
+def test_each_format_predicts_what_the_8_bit_png_does(user_predictions, name):
+    eight_bit, other = user_predictions["png8"], user_predictions[name]
+    assert [r["digit"] for r in other] == [r["digit"] for r in eight_bit]  # 10 of 10
+    if name not in LOSSY:  # the same pixels (to float32 rounding): the same probabilities
+        np.testing.assert_allclose(
+            [r["probabilities"] for r in other], [r["probabilities"] for r in eight_bit], atol=1e-5
+        )
+
+
+def test_predict_cli_reads_16_bit_and_float_files_like_8_bit(smoke_model, tmp_path):
+    digit, label = confident_digit(smoke_model)
+    files = user_files(drawn(digit), tmp_path, "d")
+    chosen = [str(files[name]) for name in ("png8", "png16", "tiff-float-wide", "gif")]
+    result = runner.invoke(app, ["predict", str(smoke_model), *chosen, "--json"])
+    assert result.exit_code == 0, result.output
+    assert [r["digit"] for r in json.loads(result.stdout)] == [label] * 4

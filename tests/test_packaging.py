@@ -5,8 +5,6 @@ import ast
 import email
 import importlib.metadata
 import re
-import shutil
-import subprocess
 import sys
 import tomllib
 import zipfile
@@ -141,25 +139,9 @@ def test_every_imported_module_is_declared():
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> zipfile.ZipFile:
-    """Build the wheel from a clean copy of the checkout, the way `pip install .` does."""
-    tmp = tmp_path_factory.mktemp("wheel")
-    source = tmp / "src"
-    patterns = shutil.ignore_patterns(".*", "build", "dist", "runs", "*.egg-info", "__pycache__")
-
-    def skip(folder: str, names: list[str]) -> set[str]:
-        # the top-level data/ holds exported data files; mnist_jax/data/ is code
-        top = {"data", "site"} & set(names) if Path(folder) == ROOT else set()
-        return set(patterns(folder, names)) | top
-
-    shutil.copytree(ROOT, source, ignore=skip)
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", str(source)]
-    done = subprocess.run(
-        [*command, "-w", str(tmp / "dist")], capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    (path,) = (tmp / "dist").glob("mnist_jax-*.whl")
-    with zipfile.ZipFile(path) as archive:
+def wheel(built_wheel) -> zipfile.ZipFile:
+    """The wheel `make wheel` builds from a clean copy of the checkout."""
+    with zipfile.ZipFile(built_wheel) as archive:
         yield archive
 
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -22,6 +24,60 @@ def on_paper(digit: np.ndarray) -> np.ndarray:
     page = np.full((150, 130), 255, np.uint8)
     page[10:94, 40:124] = 255 - np.kron(digit, np.ones((3, 3), np.uint8))
     return page
+
+
+def drawn(digit: np.ndarray) -> np.ndarray:
+    """A 28x28 MNIST digit as a user draws it: dark on white, upscaled to 168x168 (bilinear)."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(255 - digit).resize((168, 168), Image.Resampling.BILINEAR))
+
+
+# What `user_files` writes; the lossy ones come back close to the picture, the others exact.
+USER_FORMATS = (
+    "png8", "png16", "tiff8", "tiff16", "tiff-float", "tiff-float-wide", "bmp", "gif", "webp",
+    "webp-lossy", "jpeg", "jpeg-cmyk", "palette", "alpha",
+)  # fmt: skip
+LOSSY = ("webp-lossy", "jpeg", "jpeg-cmyk")
+
+
+def user_files(paper: np.ndarray, folder: Path, stem: str) -> dict[str, Path]:
+    """Save one picture (H, W) uint8, dark on white, with Pillow in each of USER_FORMATS."""
+    from PIL import Image
+
+    gray = Image.fromarray(paper)
+    sixteen = Image.fromarray(paper.astype(np.uint16) * 257)  # mode I;16, as scanners write
+    floats = paper.astype(np.float32)
+    # A palette in shuffled order: reading the indices as gray levels would scramble the digit.
+    order = np.random.default_rng(0).permutation(256).astype(np.uint8)  # index of each level
+    palette = Image.fromarray(order[paper])
+    palette.putpalette(np.repeat(np.argsort(order), 3).astype(np.uint8).tobytes())
+    # Black ink on a transparent page, its opacity the ink's darkness, as drawing apps export.
+    ink = np.zeros((*paper.shape, 4), np.uint8)
+    ink[..., 3] = 255 - paper
+    pictures = {
+        "png8": (gray, "png", {}),
+        "png16": (sixteen, "png", {}),
+        "tiff8": (gray, "tif", {}),
+        "tiff16": (sixteen, "tif", {}),
+        "tiff-float": (Image.fromarray(floats / 255), "tif", {}),  # in [0, 1]
+        "tiff-float-wide": (Image.fromarray(floats * 4 - 100), "tif", {}),  # -100..920
+        "bmp": (gray.convert("RGB"), "bmp", {}),
+        # two frames: the second, blank, must not be the one read
+        "gif": (gray, "gif", {"save_all": True, "append_images": [Image.new("L", gray.size, 255)]}),
+        "webp": (gray, "webp", {"lossless": True}),
+        "webp-lossy": (gray, "webp", {"quality": 90}),
+        "jpeg": (gray.convert("RGB"), "jpg", {"quality": 95}),  # a colour photo's JPEG
+        "jpeg-cmyk": (gray.convert("CMYK"), "jpg", {"quality": 95}),
+        "palette": (palette, "png", {}),
+        "alpha": (Image.fromarray(ink, "RGBA"), "png", {}),
+    }
+    assert tuple(pictures) == USER_FORMATS
+    paths = {}
+    for name, (picture, suffix, options) in pictures.items():
+        paths[name] = folder / f"{stem}-{name}.{suffix}"
+        picture.save(paths[name], **options)
+    return paths
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -121,7 +177,9 @@ def test_blank_image_is_a_data_error():
         (b"P2\n2 2\n9\n1 2 3", "exactly 4"),
         (b"P2\n2 2\n9\n1 2 3 10", "above maxval"),
         (b"P2\n2 2\n9\n1 2 # no\n 3 4", "exactly 4"),  # no comments inside the raster
-        (b"GIF89a....", "not a PNG"),
+        (b"GIF89a....", "not a readable GIF image"),  # a GIF's signature, then nothing
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 30, "not a readable PNG image"),
+        (b"%!PS-Adobe-3.0 EPSF-3.0", "not a PNG, JPEG, TIFF, BMP, GIF, WebP, PGM"),
         (b"", "not a PNG"),
     ],
 )
@@ -146,3 +204,59 @@ def test_bad_npy_files_are_data_errors(tmp_path):
 def test_pgm_with_16_bit_samples():
     raw = b"P5 2 1 1000\n" + np.array([0, 1000], ">u2").tobytes()
     np.testing.assert_allclose(preprocess.parse_pgm(raw), [[0.0, 1.0]])
+
+
+def test_every_format_reads_back_the_pictures_pixels(digit, tmp_path):
+    paper = drawn(digit)
+    files = user_files(paper, tmp_path, "d")
+    for name, path in files.items():
+        [(_, image)] = preprocess.read_images(path)
+        assert image.shape == paper.shape, name
+        expected = paper / 255
+        if name == "tiff-float-wide":  # outside [0, 1]: its own minimum and maximum
+            expected = (paper - paper.min()) / (paper.max() - paper.min())
+        if name in LOSSY:
+            assert np.abs(image - expected).mean() < 0.01, name
+        else:
+            np.testing.assert_allclose(image, expected, atol=1e-6, err_msg=name)
+
+
+def test_sixteen_bit_and_float_samples_are_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    levels = np.array([[0, 1000, 30000, 65535]], np.uint16)
+    Image.fromarray(levels).save(tmp_path / "wide.png")
+    [(_, image)] = preprocess.read_images(tmp_path / "wide.png")
+    np.testing.assert_allclose(image, levels / 65535)
+    floats = np.array([[0.0, 0.25, 1.0]], np.float32)
+    Image.fromarray(floats).save(tmp_path / "unit.tif")
+    [(_, image)] = preprocess.read_images(tmp_path / "unit.tif")
+    np.testing.assert_allclose(image, floats)  # [0, 1] is taken as it is
+    Image.fromarray(floats * 2 + 1).save(tmp_path / "wide.tif")  # 1..3: its own range
+    [(_, image)] = preprocess.read_images(tmp_path / "wide.tif")
+    np.testing.assert_allclose(image, [[0.0, 0.25, 1.0]])
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (np.array([[0.0, np.nan]], np.float32), "not finite"),
+        (np.array([[0, 70000]], np.int32), "outside 0..65535"),
+    ],
+)
+def test_samples_outside_their_range_are_one_line(tmp_path, values, message):
+    from PIL import Image
+
+    Image.fromarray(values).save(tmp_path / "bad.tif")
+    with pytest.raises(DataError, match=message):
+        preprocess.read_images(tmp_path / "bad.tif")
+
+
+def test_pixel_count_is_refused_from_the_header_before_decoding(tmp_path, monkeypatch):
+    from PIL import Image
+
+    Image.new("L", (300, 200), 255).save(tmp_path / "big.webp")
+    monkeypatch.setattr(preprocess, "pillow_gray", lambda *_: pytest.fail("decoded"))
+    refused = pytest.raises(DataError, match=r"300x200 \(60,000 pixels\), more than the 59,999")
+    with (tmp_path / "big.webp").open("rb") as stream, refused:
+        preprocess.read_picture(stream, "big.webp", max_pixels=59_999)

@@ -21,7 +21,7 @@ from mnist_jax.cli.app import app
 from mnist_jax.data import mnist, preprocess
 from mnist_jax.serving import httpserver, serve
 from mnist_jax.serving.inference import load_predictor
-from tests.test_preprocess import on_paper
+from tests.test_preprocess import LOSSY, USER_FORMATS, drawn, on_paper, user_files
 from tests.trained_model import confident_digit, trained_smoke_model  # noqa: F401 (fixture)
 
 
@@ -89,6 +89,60 @@ def test_oversize_body_is_413(server):
     status, _, raw = call(server, "POST", "/predict", b"x" * (httpserver.MAX_BODY + 1))
     assert status == 413
     assert "limit" in json.loads(raw)["error"]
+
+
+@pytest.fixture(scope="module")
+def uploads(smoke_model, tmp_path_factory) -> tuple[dict[str, Path], int]:
+    """One confidently read test digit drawn at 168x168 in each of USER_FORMATS, and its label."""
+    digit, label = confident_digit(smoke_model)
+    return user_files(drawn(digit), tmp_path_factory.mktemp("uploads"), "d"), label
+
+
+def test_an_uploaded_file_of_each_format_is_read_like_the_8_bit_png(server, uploads):
+    files, label = uploads
+    answers = {}
+    for name in USER_FORMATS:
+        status, kind, body = call(server, "POST", "/predict/file", files[name].read_bytes())
+        assert status == 200 and kind == "application/json", (name, body)
+        answers[name] = json.loads(body)
+    for name, result in answers.items():
+        assert result["digit"] == label, name
+        if name not in LOSSY:
+            np.testing.assert_allclose(
+                result["probabilities"], answers["png8"]["probabilities"], atol=1e-5, err_msg=name
+            )
+    assert files["tiff-float"].stat().st_size > httpserver.MAX_BODY  # larger than a canvas
+
+
+def test_bad_uploads_are_one_line_400_or_413(server, uploads, monkeypatch):
+    files, _ = uploads
+    for body, message in (
+        (b"%!PS-Adobe-3.0 EPSF-3.0\n", "not a PNG, JPEG, TIFF, BMP, GIF, WebP, PGM"),
+        (files["png8"].read_bytes()[:100], "not a readable PNG image"),
+    ):
+        status, _, raw = call(server, "POST", "/predict/file", body)
+        assert status == 400 and message in json.loads(raw)["error"]
+    monkeypatch.setattr(serve, "UPLOAD_PIXELS", 100)  # the pixels, from the header
+    status, _, raw = call(server, "POST", "/predict/file", files["png8"].read_bytes())
+    assert (
+        status == 400 and "168x168 (28,224 pixels), more than the 100" in json.loads(raw)["error"]
+    )
+    with socket.create_connection(server, timeout=10) as sock:  # refused from the headers
+        sock.sendall(
+            b"POST /predict/file HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (serve.MAX_UPLOAD + 1)
+        )
+        reply = read_until_closed(sock)
+    assert reply.startswith(b"HTTP/1.1 413 ") and b"4,194,304-byte limit" in reply
+
+
+def test_large_uploads_at_once_are_bounded(server, uploads, monkeypatch):
+    files, _ = uploads
+    monkeypatch.setattr(httpserver, "MAX_LARGE_BODIES", 0)  # as if that many were under way
+    large = files["tiff-float"].read_bytes()
+    status, _, raw = call(server, "POST", "/predict/file", large)
+    assert status == 503 and "try again" in json.loads(raw)["error"]
+    small = files["png8"].read_bytes()  # within MAX_BODY: not counted
+    assert call(server, "POST", "/predict/file", small)[0] == 200
 
 
 def test_unknown_paths_are_404(server):

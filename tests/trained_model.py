@@ -20,16 +20,23 @@ def trained_smoke_model(tmp_path_factory) -> Path:
     return out
 
 
-def confident_digit(smoke_model: Path) -> tuple[np.ndarray, int]:
-    """A real test digit (28, 28) uint8 and its label, one the model reads with p > 0.9.
+def confident_digits(smoke_model: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `count` real test digits (count, 28, 28) uint8 the model reads right with
+    p > 0.9, and their labels (count,).
 
-    Tests of the image pipeline then fail only when the pipeline spoils the digit.
+    Tests of the image pipeline then fail only when the pipeline spoils the digits.
     """
     from mnist_jax.serving.inference import load_predictor
 
     sample = mnist.load_sample()
-    probs = load_predictor(smoke_model)(sample.test_images[:64])
-    for i, p in enumerate(probs):
-        if p.argmax() == sample.test_labels[i] and p.max() > 0.9:
-            return sample.test_images[i], int(sample.test_labels[i])
-    raise AssertionError("the smoke model reads none of 64 test digits confidently")
+    probs = load_predictor(smoke_model)(sample.test_images[:256])
+    sure = (probs.argmax(axis=1) == sample.test_labels[:256]) & (probs.max(axis=1) > 0.9)
+    chosen = np.flatnonzero(sure)[:count]
+    assert len(chosen) == count, f"the smoke model reads {len(chosen)} of 256 digits confidently"
+    return sample.test_images[chosen], sample.test_labels[chosen].astype(int)
+
+
+def confident_digit(smoke_model: Path) -> tuple[np.ndarray, int]:
+    """One real test digit (28, 28) uint8 and its label, as `confident_digits` picks them."""
+    images, labels = confident_digits(smoke_model, 1)
+    return images[0], int(labels[0])

@@ -190,7 +190,10 @@ def evaluate(
 def predict(
     checkpoint: CheckpointArgument,
     files: Annotated[
-        list[Path], typer.Argument(help="PNG/JPEG (needs Pillow), PGM (P2/P5) or .npy files.")
+        list[Path],
+        typer.Argument(
+            help="PNG, JPEG, TIFF, BMP, GIF or WebP (needs Pillow), PGM (P2/P5) or .npy files."
+        ),
     ],
     device: DeviceOption = Device.auto,
     devices: DevicesOption = None,

@@ -7,7 +7,10 @@ background from the border, inverts dark-on-light images, stretches the contrast
 digit's bounding box, resizes it by area averaging and centres it by mass.
 
 Readers: PGM (P2 and P5, a strict parser here) and `.npy` (no pickle) need nothing beyond
-NumPy; PNG and JPEG need Pillow (`pip install 'mnist-jax[images]'`).
+NumPy; PNG, JPEG, TIFF, BMP, GIF and WebP need Pillow (`pip install 'mnist-jax[images]'`). A
+file's first bytes say which of these it is, and Pillow is handed that one decoder only, so no
+other (some of Pillow's run outside programs) ever sees the file. 16-bit and floating-point
+pictures are scaled by their own range, never clipped (`pillow_gray`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import math
 import re
 import warnings
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -32,6 +36,21 @@ PILLOW_HINT = "pip install 'mnist-jax[images]'"
 MAX_PIXELS = 25_000_000
 BYTES_PER_PIXEL = 64  # Pillow's RGBA and gray copies plus `to_mnist`'s float64 arrays
 PGM_SAMPLE_TEXT = 16  # a plain PGM sample takes at most this many characters with its spacing
+FORMATS = "PNG, JPEG, TIFF, BMP, GIF, WebP, PGM (P2/P5) or .npy"  # what `read_images` reads
+# Pillow's decoders by a file's first bytes (a WebP file is a RIFF container of type WEBP);
+# a JPEG with several pictures, as some cameras write, is Pillow's MPO.
+PILLOW_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", ("PNG",)),
+    (b"\xff\xd8\xff", ("JPEG", "MPO")),
+    (b"II*\x00", ("TIFF",)),
+    (b"MM\x00*", ("TIFF",)),
+    (b"II+\x00", ("TIFF",)),  # BigTIFF
+    (b"MM\x00+", ("TIFF",)),
+    (b"BM", ("BMP",)),
+    (b"GIF87a", ("GIF",)),
+    (b"GIF89a", ("GIF",)),
+)
+SIXTEEN_BITS = 65535  # the range of a 16-bit sample
 
 
 # ----------------------------------------------------------------------------- readers
@@ -48,24 +67,55 @@ def read_images(path: str | Path) -> list[tuple[str, np.ndarray]]:
     """
     path = Path(path)
     try:
-        with path.open("rb") as f:
-            raw = f.read(8)
+        stream = path.open("rb")
     except OSError as e:
         raise DataError(f"cannot read {path}: {e.strerror or e}") from None
-    if raw[:2] in (b"P2", b"P5"):
-        # A PGM's header gives its size: at most MAX_PIXELS samples of at most 2 bytes (P5)
+    with stream:
+        try:
+            is_npy = stream.read(6) == b"\x93NUMPY"
+            stream.seek(0)
+        except OSError as e:
+            raise DataError(f"cannot read {path}: {e.strerror or e}") from None
+        if not is_npy:
+            return [(str(path), read_picture(stream, str(path)))]
+    return read_npy(path)
+
+
+def read_picture(stream: BinaryIO, where: str, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read one picture (PGM, or a format Pillow reads) from a seekable binary stream.
+
+    Args:
+        stream: the file's bytes, at its start: an open file or `io.BytesIO`.
+        where: a name for error messages.
+        max_pixels: the largest width x height read, checked from the header.
+
+    Returns:
+        (H, W) float64 in [0, 1], over white where the picture is transparent.
+
+    Raises:
+        DataError: one line for a format not read here, a header claiming too many pixels,
+            or a file that does not decode.
+    """
+    try:
+        head = stream.read(12)
+        size = stream.seek(0, 2)
+        stream.seek(0)
+    except OSError as e:
+        raise DataError(f"cannot read {where}: {e.strerror or e}") from None
+    if head[:2] in (b"P2", b"P5"):
+        # A PGM's header gives its size: at most max_pixels samples of at most 2 bytes (P5)
         # or PGM_SAMPLE_TEXT characters (P2), so a longer file is refused before reading.
-        size = file_size(path)
-        check_claim(path, size, f"holds {size} bytes of PGM", MAX_PIXELS * PGM_SAMPLE_TEXT)
-        return [(str(path), parse_pgm(path.read_bytes(), str(path)))]
-    if raw[:6] == b"\x93NUMPY":
-        return read_npy(path)
-    if raw[:8] == b"\x89PNG\r\n\x1a\n" or raw[:3] == b"\xff\xd8\xff":
-        return [(str(path), read_with_pillow(path))]
-    raise DataError(f"{path}: not a PNG, JPEG, PGM (P2/P5) or .npy file")
+        check_claim(where, size, f"holds {size} bytes of PGM", max_pixels * PGM_SAMPLE_TEXT)
+        return parse_pgm(stream.read(), where, max_pixels=max_pixels)
+    formats = next((f for sig, f in PILLOW_SIGNATURES if head.startswith(sig)), None)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        formats = ("WEBP",)
+    if formats is None:
+        raise DataError(f"{where}: not a {FORMATS} file")
+    return read_with_pillow(stream, where, formats, max_pixels=max_pixels)
 
 
-def parse_pgm(raw: bytes, where: str = "<bytes>") -> np.ndarray:
+def parse_pgm(raw: bytes, where: str = "<bytes>", *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Parse a PGM file, plain (P2) or raw (P5), into (H, W) float64 in [0, 1].
 
     Strict: a header of magic, width, height and maxval (1..65535) separated by whitespace,
@@ -85,7 +135,7 @@ def parse_pgm(raw: bytes, where: str = "<bytes>") -> np.ndarray:
     width, height, maxval = fields
     if width < 1 or height < 1 or not 1 <= maxval <= 65535:
         raise DataError(f"{where}: PGM header has invalid size {width}x{height} or maxval {maxval}")
-    check_pixels(where, width, height, "PGM")
+    check_pixels(where, width, height, "PGM", max_pixels)
     if pos >= len(raw) or raw[pos : pos + 1] not in (b" ", b"\t", b"\n", b"\r", b"\v", b"\f"):
         raise DataError(f"{where}: PGM header must end with one whitespace character")
     body = raw[pos + 1 :]
@@ -171,45 +221,87 @@ def check_npy_header(path: Path) -> None:
     check_claim(path, count * (dtype.itemsize + 8), f".npy header says {shape} of {dtype}")
 
 
-def check_pixels(path: Path | str, width: int, height: int, kind: str) -> None:
-    """Refuse a picture larger than MAX_PIXELS, or than the memory limit allows, before
+def check_pixels(
+    path: Path | str, width: int, height: int, kind: str, max_pixels: int = MAX_PIXELS
+) -> None:
+    """Refuse a picture larger than `max_pixels`, or than the memory limit allows, before
     decoding it."""
     pixels = width * height
-    if pixels > MAX_PIXELS:
+    if pixels > max_pixels:
         raise DataError(
             f"{path}: {kind} header says {width}x{height} ({pixels:,} pixels), more than the "
-            f"{MAX_PIXELS:,} read; scale the picture down"
+            f"{max_pixels:,} read; scale the picture down"
         )
     check_claim(path, pixels * BYTES_PER_PIXEL, f"{kind} header says {width}x{height}")
 
 
-def read_with_pillow(path: Path) -> np.ndarray:
-    """Read a PNG or JPEG with Pillow into (H, W) float64 in [0, 1], over white if transparent."""
+def read_with_pillow(
+    stream: BinaryIO, where: str, formats: tuple[str, ...], *, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """Decode a picture with Pillow's decoder for `formats` into (H, W) float64 in [0, 1].
+
+    The header is read first (Pillow's `open` decodes nothing), and its pixel count checked
+    against `max_pixels` and the memory limit; then the first frame is decoded.
+    """
     try:
         from PIL import Image, ImageOps
     except ImportError:
-        raise DataError(
-            f"reading {path.suffix or 'PNG/JPEG'} files needs Pillow: {PILLOW_HINT}"
-        ) from None
+        raise DataError(f"reading {formats[0]} files needs Pillow: {PILLOW_HINT}") from None
     try:
         with warnings.catch_warnings():
             # Pillow's own guard warns between 89 and 179 million pixels: make it an error.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            opened = Image.open(path)  # reads the header only
+            opened = Image.open(stream, formats=list(formats))  # reads the header only
     except Image.DecompressionBombError as e:
-        raise DataError(f"{path}: image header claims too many pixels ({e})") from None
+        raise DataError(f"{where}: image header claims too many pixels ({e})") from None
+    except Image.UnidentifiedImageError:  # its message names the stream, not the file
+        raise DataError(f"{where}: not a readable {formats[0]} image (bad header)") from None
     except (OSError, ValueError, Image.DecompressionBombWarning) as e:
-        raise DataError(f"{path}: not a readable image ({e})") from None
+        raise DataError(f"{where}: not a readable {formats[0]} image ({e})") from None
     try:
         with opened:
-            check_pixels(path, *opened.size, opened.format or "image")
+            check_pixels(where, *opened.size, opened.format or formats[0], max_pixels)
             image = ImageOps.exif_transpose(opened)  # phone photos carry their rotation
-            image = image.convert("RGBA")
-            white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            gray = Image.alpha_composite(white, image).convert("L")
-            return np.asarray(gray, np.float64) / 255
+            return pillow_gray(image, where)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: not a readable image ({e})") from None
+        raise DataError(f"{where}: not a readable {formats[0]} image ({e})") from None
+
+
+def pillow_gray(image: Any, where: str = "image") -> np.ndarray:
+    """Turn a Pillow image of any mode into (H, W) float64 in [0, 1], scaled, never clipped.
+
+    - 16-bit samples (modes "I;16*", and "I", in which older Pillows open 16-bit PNGs) are
+      divided by 65535, their own range; mode "I" values outside 0..65535 are refused.
+    - Floating-point samples (mode "F", float TIFFs) are taken as they are when they lie in
+      [0, 1], else mapped linearly from their own minimum and maximum onto [0, 1].
+    - Every other mode (1-bit, 8-bit gray, palette, RGB, CMYK, with or without alpha) is
+      composited over white and turned into 8-bit luma by Pillow, then divided by 255.
+
+    Raises:
+        DataError: samples outside their type's range, or not finite.
+    """
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.asarray(image).astype(np.float64)
+        if values.size and (values.min() < 0 or values.max() > SIXTEEN_BITS):
+            raise DataError(
+                f"{where}: 32-bit integer samples outside 0..{SIXTEEN_BITS}; save the picture "
+                "with 8 or 16 bits per sample"
+            )
+        return values / SIXTEEN_BITS
+    if image.mode == "F":
+        values = np.asarray(image).astype(np.float64)
+        if not np.isfinite(values).all():
+            raise DataError(f"{where}: floating-point samples that are not finite (NaN or inf)")
+        low, high = float(values.min()), float(values.max())
+        if low >= 0 and high <= 1:
+            return values
+        return (values - low) / (high - low) if high > low else np.zeros_like(values)
+    rgba = image.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    gray = Image.alpha_composite(white, rgba).convert("L")
+    return np.asarray(gray, np.float64) / 255
 
 
 # ----------------------------------------------------------------------------- normalising

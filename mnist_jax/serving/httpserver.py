@@ -3,8 +3,9 @@
 An application subclasses `Server` and answers complete requests in `route`. Requests are
 parsed strictly; a `BadRequest` is answered with its status and a JSON `{"error": "..."}`:
 400 for a malformed line or header, 411 without a length (or with Transfer-Encoding), 413 for
-a body over `MAX_BODY` bytes (refused from its headers, never read), 431 for headers over
-`MAX_HEAD`.
+a body over `MAX_BODY` bytes, or over what `Server.body_limit` allows a route (refused from its
+headers, never read), 431 for headers over `MAX_HEAD`; at most `MAX_LARGE_BODIES` bodies over
+`MAX_BODY` are received at once, another is answered 503.
 
 Slow and many clients. One asyncio event loop receives every request; a connection costs a
 coroutine and its buffers, not a thread. Only a complete request reaches the small pool of
@@ -38,6 +39,9 @@ from typing import Any
 from mnist_jax.errors import MnistJaxError
 
 MAX_BODY = 64 * 1024  # bytes; a 160x160 canvas in base64 is about 34 KiB
+# Bodies over MAX_BODY (where `Server.body_limit` allows them) are received this many at a time,
+# so that many clients sending large bodies at once hold at most this many in memory.
+MAX_LARGE_BODIES = 8
 MAX_HEAD = 16 * 1024  # bytes of request line and headers
 MAX_HEADERS = 100  # header lines per request
 TIMEOUT = 10.0  # seconds to receive a whole request, to wait idle, to hand over an answer
@@ -166,8 +170,13 @@ class Server:
         self._stop: asyncio.Event | None = None
         self._running = threading.Event()
         self._stopped = threading.Event()
+        self._large_bodies = 0  # bodies over MAX_BODY being received now
 
     # --- what an application provides
+
+    def body_limit(self, method: str, path: str) -> int:
+        """The most bytes a request's body may have: MAX_BODY unless a subclass says more."""
+        return MAX_BODY
 
     async def route(self, request: Request) -> Reply:
         """(status, JSON value or HTML page bytes) for a complete request.
@@ -350,12 +359,25 @@ class Server:
         if length is not None and not length.isdigit():
             raise BadRequest(HTTPStatus.BAD_REQUEST, "Content-Length must be a whole number")
         size = int(length or 0)
-        if size > MAX_BODY:  # answered from the headers; the body is never read
+        most = self.body_limit(method, path.split("?", 1)[0])
+        if size > most:  # answered from the headers; the body is never read
             raise BadRequest(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"body of {size:,} bytes is over the {MAX_BODY:,}-byte limit",
+                f"body of {size:,} bytes is over the {most:,}-byte limit",
             )
-        body = await reader.readexactly(size) if size else b""
+        if size <= MAX_BODY:
+            body = await reader.readexactly(size) if size else b""
+        elif self._large_bodies >= MAX_LARGE_BODIES:
+            raise BadRequest(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                f"{MAX_LARGE_BODIES} large bodies are being received already; try again",
+            )
+        else:
+            self._large_bodies += 1  # the event loop is one thread: no lock needed
+            try:
+                body = await reader.readexactly(size)
+            finally:
+                self._large_bodies -= 1
         return Request(method, path, keep_alive, body)
 
 

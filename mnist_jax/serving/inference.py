@@ -133,7 +133,7 @@ def rank(probs: np.ndarray, top: int = TOP) -> list[dict[str, Any]]:
 def predict_files(
     path: str | Path, files: Sequence[str | Path], placement: Placement | None = None
 ) -> list[dict[str, Any]]:
-    """Predict the digit in each image of each file (PNG, JPEG, PGM or .npy), on `placement`.
+    """Predict the digit in each image of each file (`preprocess.FORMATS`), on `placement`.
 
     Returns:
         One record per image: {"file", "digit", "top": [{"digit", "probability"}] * 3,

@@ -8,8 +8,11 @@ fetched from elsewhere). As you draw, the page posts the canvas's grayscale pixe
 
 The server normalises them exactly like `mnist-jax predict` does for an image file
 (`mnist_jax.data.preprocess.to_mnist`) and answers `{"digit": d, "probabilities": [10 floats]}`.
-Bad requests get a JSON `{"error": "..."}`: 400 for malformed JSON or pixels, 404 for an
-unknown path, 405 for another method; the HTTP limits (411, 413, 431, the deadlines, the
+`POST /predict/file` takes an image file as the body instead (what `predict` reads, but .npy:
+PNG, JPEG, TIFF, BMP, GIF, WebP or PGM, up to MAX_UPLOAD bytes and UPLOAD_PIXELS pixels) and
+answers the same way; the page's file button sends one.
+Bad requests get a JSON `{"error": "..."}`: 400 for malformed JSON, pixels or image files, 404
+for an unknown path, 405 for another method; the HTTP limits (411, 413, 431, the deadlines, the
 connection bound, graceful shutdown) are `mnist_jax.serving.httpserver`'s. The model is loaded once;
 every prediction is one jitted call on a batch of one, run on the server's worker threads,
 so it compiles once.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 import signal
 import socket
@@ -46,6 +50,10 @@ from mnist_jax.serving.httpserver import (
 )
 
 MAX_SIDE = 512  # pixels per side of a posted canvas
+MAX_UPLOAD = 4 * 1024 * 1024  # bytes of an uploaded image file
+# Pixels of an uploaded image (a 12-megapixel phone photo fits): each becomes a few float64
+# copies while the digit is found, on each of the server's worker threads.
+UPLOAD_PIXELS = 16_000_000
 Classify = Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) uint8 -> (N, 10)
 
 
@@ -86,11 +94,31 @@ def decode_canvas(body: bytes) -> np.ndarray:
     return np.frombuffer(raw, np.uint8).reshape(height, width) / 255
 
 
-def answer(classify: Classify, body: bytes) -> dict[str, Any]:
-    """The /predict response for one request body."""
-    image = decode_canvas(body)
+def decode_file(body: bytes) -> np.ndarray:
+    """Read an uploaded image file into (H, W) float64 in [0, 1], as `predict` reads files.
+
+    Raises:
+        BadRequest: 400 for a format not read, a picture over UPLOAD_PIXELS, or bad bytes.
+    """
     try:
-        digit = preprocess.to_mnist(image, where="canvas")
+        return preprocess.read_picture(io.BytesIO(body), "upload", max_pixels=UPLOAD_PIXELS)
+    except DataError as e:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, str(e)) from None
+
+
+# The POST endpoints: how each decodes its body, and its name in messages.
+DECODERS: dict[str, tuple[Callable[[bytes], np.ndarray], str]] = {
+    "/predict": (decode_canvas, "canvas"),
+    "/predict/file": (decode_file, "upload"),
+}
+
+
+def answer(classify: Classify, body: bytes, path: str = "/predict") -> dict[str, Any]:
+    """The response to one request body sent to the POST endpoint `path`."""
+    decode, where = DECODERS[path]
+    image = decode(body)
+    try:
+        digit = preprocess.to_mnist(image, where=where)
     except DataError as e:
         raise BadRequest(HTTPStatus.BAD_REQUEST, str(e)) from None
     probs = classify(digit[None])[0]
@@ -98,13 +126,20 @@ def answer(classify: Classify, body: bytes) -> dict[str, Any]:
 
 
 class DrawingServer(Server):
-    """The drawing page at `/` and the model's answer at `POST /predict`."""
+    """The drawing page at `/`, the model's answer at `POST /predict` (a canvas) and at
+    `POST /predict/file` (an image file)."""
 
     def __init__(self, classify: Classify, sock: socket.socket, log: Log, **limits: Any) -> None:
         """`limits`: timeout, max_connections and workers, as `Server` takes them."""
         super().__init__(sock, log, **limits)
         self.classify = classify
         self.html = page()
+
+    def body_limit(self, method: str, path: str) -> int:
+        """Image files may be larger than a canvas."""
+        if (method, path) == ("POST", "/predict/file"):
+            return MAX_UPLOAD
+        return super().body_limit(method, path)
 
     async def route(self, request: Request) -> Reply:
         """(status, JSON value or page bytes) for a complete request."""
@@ -115,9 +150,11 @@ class DrawingServer(Server):
             return HTTPStatus.NOT_FOUND, {"error": f"no page at {printable(path)}; open /"}
         if request.method != "POST":
             return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use GET / or POST /predict"}
-        if path != "/predict":
-            return HTTPStatus.NOT_FOUND, {"error": f"no endpoint {printable(path)}; POST /predict"}
-        return HTTPStatus.OK, await self.in_worker(answer, self.classify, request.body)
+        if path not in DECODERS:
+            return HTTPStatus.NOT_FOUND, {
+                "error": f"no endpoint {printable(path)}; POST /predict or /predict/file"
+            }
+        return HTTPStatus.OK, await self.in_worker(answer, self.classify, request.body, path)
 
 
 def make_server(
