@@ -10,6 +10,7 @@ from mnist_jax.tools import bench
 @pytest.mark.option("bench", "--workloads")
 @pytest.mark.option("bench", "--json")
 @pytest.mark.option("bench", "--write-json")
+@pytest.mark.option("bench", "--quick")
 def test_quick_benchmark_writes_every_column_as_json(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(
@@ -25,6 +26,7 @@ def test_quick_benchmark_writes_every_column_as_json(tmp_path):
     assert {"device", "cpu", "cores", "versions"} <= set(report["machine"])
     assert report["limits"]["peak_flops"] > 0 and report["limits"]["copy_bandwidth_bytes"] > 0
     assert [w["name"] for w in report["workloads"]] == ["tiny", "fullbatch", "sweep"]
+    assert report["quick"] is True and report["workloads"][0]["images"] == 1024  # --quick's size
     for workload in report["workloads"]:
         rows = workload["rows"]
         for r in rows:

@@ -7,7 +7,6 @@ runs are read, never changed: a test that writes into a run works on a copy.
 """
 
 import fcntl
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -18,15 +17,12 @@ import pytest
 from mnist_jax import api
 from mnist_jax.config import load_config
 from mnist_jax.data import mnist
-from tests.conftest import SMOKE, run_cli
+from tests.conftest import SMOKE, run_cli, session_folder
 
 
 def shared_run(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
     """The folder `make(folder)` fills, made once per session whatever the number of workers."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # the session's folder, above each worker's own
-    folder = root / "shared-runs" / name
+    folder = session_folder(tmp_path_factory) / "shared-runs" / name
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another worker making it: wait for it
