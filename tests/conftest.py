@@ -29,12 +29,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def session_folder(tmp_path_factory) -> Path:
+    """The session's temporary folder, the same for every pytest-xdist worker."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
-    """Keep tests away from the real user cache; share one compilation cache per session."""
-    cache = tmp_path_factory.getbasetemp() / "cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
-    monkeypatch.setenv("MNIST_JAX_COMPILE_CACHE", str(cache / "jax"))
+    """Keep tests away from the real user cache; share one compilation cache per session.
+
+    The user cache is each worker's own (tests look at what lands there); the compiled programs
+    are shared by the workers, so a program compiled by one is loaded by the other.
+    """
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+    compiled = session_folder(tmp_path_factory) / "jax-cache"
+    monkeypatch.setenv("MNIST_JAX_COMPILE_CACHE", str(compiled))
 
 
 @pytest.fixture

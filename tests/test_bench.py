@@ -7,6 +7,10 @@ from mnist_jax.cli.app import app
 from mnist_jax.tools import bench, measure
 
 
+@pytest.mark.option("bench", "--workloads")
+@pytest.mark.option("bench", "--json")
+@pytest.mark.option("bench", "--write-json")
+@pytest.mark.option("bench", "--quick")
 def test_quick_benchmark_writes_every_column_as_json(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(
@@ -22,6 +26,7 @@ def test_quick_benchmark_writes_every_column_as_json(tmp_path):
     assert {"device", "cpu", "cores", "versions"} <= set(report["machine"])
     assert report["limits"]["peak_flops"] > 0 and report["limits"]["copy_bandwidth_bytes"] > 0
     assert [w["name"] for w in report["workloads"]] == ["tiny", "fullbatch", "sweep"]
+    assert report["quick"] is True and report["workloads"][0]["images"] == 1024  # --quick's size
     for workload in report["workloads"]:
         rows = workload["rows"]
         for r in rows:
@@ -72,6 +77,7 @@ def test_the_bench_script_is_the_bench_command():
     assert [w["name"] for w in report["workloads"]] == ["tiny"]
 
 
+@pytest.mark.option("bench", "--data")
 def test_bench_takes_its_sizes_from_a_dataset_that_is_not_mnist(tmp_path):
     from tests.conftest import run_cli
     from tests.test_owndata import stroke_folder
@@ -89,6 +95,8 @@ def test_bench_takes_its_sizes_from_a_dataset_that_is_not_mnist(tmp_path):
     assert all(r["median_s"] > 0 for w in report["workloads"] for r in w["rows"][:1])
 
 
+@pytest.mark.option("bench", "--repeats")
+@pytest.mark.option("bench", "--target-accuracy")
 def test_time_to_accuracy_races_one_seed_per_repeat_to_the_target(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(

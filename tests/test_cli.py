@@ -1,6 +1,7 @@
 import inspect
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,24 +10,21 @@ from typer.testing import CliRunner
 
 from mnist_jax.cli.app import app
 from tests.conftest import SMOKE, run_cli
+from tests.trained_model import shared_cli_smoke_run  # noqa: F401 (the cli_smoke_run fixture)
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli") / "run"
-    result = runner.invoke(
-        app, ["train", "--config", str(SMOKE), "--out", str(out), "--epochs", "1"]
-    )
-    assert result.exit_code == 0, result.output
-    return out, result
+def trained(cli_smoke_run):
+    """`train --config smoke --epochs 1 --out DIR` (shared by the session): DIR, its output."""
+    return cli_smoke_run
 
 
 def test_train_prints_epochs_and_test_accuracy(trained):
-    out, result = trained
-    assert "epoch 1/1" in result.output
-    assert "test accuracy" in result.output
+    out, output = trained
+    assert "epoch 1/1" in output
+    assert "test accuracy" in output
     assert (out / "checkpoint.npz").exists() and (out / "summary.json").exists()
     assert f"TensorBoard: tensorboard --logdir {out}" in result.output  # its events are there
 
@@ -71,6 +69,7 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path):
     assert result.stdout == ""
 
 
+@pytest.mark.option("train", "--dry-run")
 def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
     result = runner.invoke(
         app, ["train", "--config", str(SMOKE), "--dry-run", "--out", str(tmp_path / "o")]
@@ -164,6 +163,7 @@ def test_eval_and_plot_read_another_source_through_the_same_options(trained, tmp
     wrong = run_cli(["eval", str(out), "--dataset", "idx", "--data-dir", str(tmp_path)])
     assert wrong.exit_code == 2 and str(tmp_path) in wrong.stderr  # really read from there
     pytest.importorskip("matplotlib")
+    out = Path(shutil.copytree(out, tmp_path / "run"))  # the shared run stays as it was
     drawn = run_cli(["plot", str(out), "--dataset", "idx", "--data", sample])
     assert drawn.exit_code == 0, drawn.output
     assert all(Path(line).exists() for line in drawn.stdout.split())

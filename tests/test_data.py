@@ -92,6 +92,7 @@ def test_bundled_sample_is_real_mnist_shaped_and_stratified():
     assert sum(p.stat().st_size for p in mnist.SAMPLE_DIR.glob("*.gz")) <= 2.5e6
 
 
+@pytest.mark.long  # full MNIST: `make test-long`, after the main suite
 def test_shipped_sample_equals_its_derivation_from_the_full_files(full_mnist):
     derived = mnist.derive_sample(mnist.read_folder(full_mnist, "mnist", mnist.MNIST_SHA256))
     shipped = mnist.load_sample()
@@ -134,6 +135,7 @@ def test_offline_falls_back_to_the_sample_and_says_so(monkeypatch):
     assert not any(p.name.endswith(".gz") for p in files.cache_dir().glob("*"))
 
 
+@pytest.mark.long  # full MNIST: `make test-long`, after the main suite
 def test_download_tries_mirrors_in_turn_and_verifies(tmp_path, full_mnist):
     broken = tmp_path / "broken-mirror"
     broken.mkdir()

@@ -137,6 +137,7 @@ def test_killed_process_stops_the_job_and_resume_equals_an_uninterrupted_run(tmp
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
 
 
+@pytest.mark.option("train", "--coordinator")
 def test_unreachable_coordinator_is_one_line_within_the_timeout():
     port = launch.free_port()
     started = time.monotonic()

@@ -21,7 +21,8 @@ import tomllib
 
 import pytest
 
-from tests.conftest import ROOT, SMOKE, run_cli, run_offline
+from tests.conftest import ROOT, run_cli, run_offline
+from tests.trained_model import shared_cli_smoke_run  # noqa: F401 (the cli_smoke_run fixture)
 
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
@@ -270,10 +271,8 @@ def test_gradcheck_output_shown_has_the_shape_of_a_real_one():
     assert real[0].split(":")[0].split()[0] == shown[0].split(":")[0].split()[0] == "gradcheck"
 
 
-def test_eval_output_shown_has_the_shape_of_a_real_one(tmp_path):
-    out = tmp_path / "run"
-    trained = run_cli(["train", "--config", str(SMOKE), "--epochs", "1", "--out", str(out)])
-    assert trained.exit_code == 0, trained.output
+def test_eval_output_shown_has_the_shape_of_a_real_one(cli_smoke_run):
+    out, _ = cli_smoke_run  # `train --config smoke --epochs 1`, its exit code checked there
     result = run_cli(["eval", str(out)])
     assert result.exit_code == 0, result.output
     shown = shape(shown_output("inspect.md", "mnist-jax eval"))

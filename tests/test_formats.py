@@ -306,6 +306,8 @@ def test_import_refuses_a_folder_of_foreign_mnist_files(format_files, tmp_path):
         convert.import_dataset("onehot-csv", format_files["onehot-csv"], folder, log=print)
 
 
+@pytest.mark.option("data import", "--format")
+@pytest.mark.option("data import", "--data-dir")
 @pytest.mark.parametrize("fmt", ["onehot-csv", "mat"])
 def test_import_command_from_each_format(format_files, tmp_path, fmt):
     if fmt not in format_files:

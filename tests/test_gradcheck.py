@@ -53,6 +53,7 @@ def test_default_config_passes_in_float64_with_one_row_per_leaf():
     assert "FAIL" not in result.stdout
 
 
+@pytest.mark.option("gradcheck", "--json")
 def test_smoke_config_passes_in_float32_as_json():
     result = runner.invoke(
         app, ["gradcheck", "--config", str(SMOKE), "--dtype", "float32", "--batch", "32", "--json"]

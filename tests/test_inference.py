@@ -57,6 +57,7 @@ def test_a_digit_on_paper_is_read_right_from_pgm_png_and_npy(smoke_model, tmp_pa
         )
 
 
+@pytest.mark.option("predict", "--json")
 def test_predict_cli_text_and_json(smoke_model, tmp_path):
     digit, label = confident_digit(smoke_model)
     path = tmp_path / "digit.pgm"

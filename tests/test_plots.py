@@ -33,6 +33,7 @@ def assert_real_picture(path, min_size=(300, 200)):
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1
 
 
+@pytest.mark.option("train", "--plot")
 def test_train_with_plot_writes_four_pictures(plotted_run):
     out, result = plotted_run
     for name in plots.FILES:

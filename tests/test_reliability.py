@@ -913,6 +913,7 @@ def test_a_download_cut_short_leaves_nothing_that_looks_complete(tmp_path):
     assert list((tmp_path / "cache").iterdir()) == []
 
 
+@pytest.mark.long  # full MNIST: `make test-long`, after the main suite
 def test_a_download_cut_short_continues_with_the_next_mirror(tmp_path, full_mnist):
     requests = []
     with http_mirror(cut_short(requests, full_mnist)) as url:
@@ -981,6 +982,7 @@ def test_archive_member_paths_never_reach_the_disk(tmp_path):
     assert not Path("/tmp/absolute.npy").exists()
 
 
+@pytest.mark.long  # full MNIST: `make test-long`, after the main suite
 def test_a_mirror_cannot_steer_where_a_download_is_written(tmp_path, full_mnist):
     def serve(handler):
         name = handler.path.rsplit("/", 1)[-1]

@@ -23,6 +23,7 @@ def trained(tmp_path_factory):
     return run
 
 
+@pytest.mark.option("theta export", "--out")
 def test_theta_files_have_the_seeds_layout(trained, tmp_path):
     result = run_cli(["theta", "export", str(trained), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -36,6 +37,8 @@ def test_theta_files_have_the_seeds_layout(trained, tmp_path):
     np.testing.assert_array_equal(theta2[:, 1:], params[1]["w"].T)
 
 
+@pytest.mark.option("theta import", "--out")
+@pytest.mark.option("theta import", "--config")
 def test_export_then_import_gives_back_every_bit(trained, tmp_path):
     thetas, back = tmp_path / "thetas", tmp_path / "back"
     assert run_cli(["theta", "export", str(trained), "--out", str(thetas)]).exit_code == 0

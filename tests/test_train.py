@@ -131,6 +131,7 @@ def test_segmented_epoch_equals_one_call_epoch():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.long  # full MNIST: `make test-long`, after the main suite
 def test_full_mnist_short_run_reaches_97_percent(full_mnist, tmp_path):
     config = load_config(None, {"data_dir": str(full_mnist), "epochs": 3, "name": "e2e"})
     result = api.train(config, tmp_path, log=lambda _: None)

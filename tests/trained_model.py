@@ -1,6 +1,14 @@
-"""A small model trained once per session on the bundled sample, for the report, plot,
-predict and serve tests. Import the fixture into a test module to use it."""
+"""Runs trained once per test session on the bundled sample, for the report, plot, predict,
+serve and CLI tests. Import a fixture into a test module to use it.
 
+Under pytest-xdist each worker has a session of its own; `shared_run` makes each run once for
+all of them (a folder beside the workers' own temporary folders, built under a file lock). The
+runs are read, never changed: a test that writes into a run works on a copy.
+"""
+
+import fcntl
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -9,15 +17,47 @@ import pytest
 from mnist_jax import api
 from mnist_jax.config import load_config
 from mnist_jax.data import mnist
-from tests.conftest import SMOKE
+from tests.conftest import SMOKE, run_cli, session_folder
+
+
+def shared_run(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """The folder `make(folder)` fills, made once per session whatever the number of workers."""
+    folder = session_folder(tmp_path_factory) / "shared-runs" / name
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another worker making it: wait for it
+        if not folder.exists():
+            partial = folder.parent / f"{name}.partial"
+            shutil.rmtree(partial, ignore_errors=True)  # a run whose making failed
+            partial.mkdir()
+            make(partial)
+            partial.rename(folder)
+    return folder
 
 
 @pytest.fixture(scope="session", name="smoke_model")
 def trained_smoke_model(tmp_path_factory) -> Path:
     """The folder of a finished smoke run (checkpoint.npz, metrics.jsonl, summary.json)."""
-    out = tmp_path_factory.mktemp("smoke-model")
-    api.train(load_config(SMOKE), out, log=lambda _: None)
-    return out
+
+    def make(folder: Path) -> None:
+        api.train(load_config(SMOKE), folder / "run", log=lambda _: None)
+
+    return shared_run(tmp_path_factory, "smoke-model", make) / "run"
+
+
+@pytest.fixture(scope="session", name="cli_smoke_run")
+def shared_cli_smoke_run(tmp_path_factory) -> tuple[Path, str]:
+    """`mnist-jax train --config smoke --epochs 1 --out DIR`: DIR and what it printed."""
+
+    def make(folder: Path) -> None:
+        result = run_cli(
+            ["train", "--config", str(SMOKE), "--epochs", "1", "--out", str(folder / "run")]
+        )
+        assert result.exit_code == 0, result.output
+        (folder / "output.txt").write_text(result.output)
+
+    folder = shared_run(tmp_path_factory, "cli-smoke-run", make)
+    return folder / "run", (folder / "output.txt").read_text()
 
 
 def confident_digits(smoke_model: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
