@@ -26,7 +26,7 @@ def test_train_prints_epochs_and_test_accuracy(trained):
     assert "epoch 1/1" in output
     assert "test accuracy" in output
     assert (out / "checkpoint.npz").exists() and (out / "summary.json").exists()
-    assert f"TensorBoard: tensorboard --logdir {out}" in result.output  # its events are there
+    assert f"TensorBoard: tensorboard --logdir {out}" in output  # its events are there
 
 
 def test_eval_prints_the_accuracy_training_reported(trained):
