@@ -145,6 +145,6 @@ def test_augment_workload_times_distorted_epochs_beside_the_plain_one():
     # the distortion alone costs less than training on the distorted images
     assert rows["distort-only"]["median_s"] < rows["mnist-jax+both"]["median_s"]
     dm_pix = rows["dm-pix"]
-    assert (dm_pix["median_s"] is None and "pip install dm-pix" in dm_pix["note"]) or (
+    assert (dm_pix["median_s"] is None and "mnist-jax[pix]" in dm_pix["note"]) or (
         dm_pix["ratio"] > 0 and dm_pix["note"].startswith("elastic, no training")
     )

@@ -46,6 +46,7 @@ def max_diff(a: Path, b: Path) -> float:
     return max(float(np.max(np.abs(x - y))) for x, y in zip(params_of(a), params_of(b)))
 
 
+@pytest.mark.long  # a whole multi-process job: `make test-long`, after the main suite
 def test_two_processes_equal_one_process_on_two_devices_and_on_one(tmp_path):
     common = ["train", "--config", str(SMOKE), "--epochs", "1", "--json", "--no-progress"]
     two = run(mnist_jax("launch", "-n", "2", "--", *common, "--out", str(tmp_path / "2x1")))
@@ -78,6 +79,7 @@ def test_two_processes_equal_one_process_on_two_devices_and_on_one(tmp_path):
     assert max_diff(tmp_path / "2x1", tmp_path / "1x1") > 0
 
 
+@pytest.mark.long  # a whole multi-process job: `make test-long`, after the main suite
 def test_sweep_across_two_processes_prints_the_single_process_table(tmp_path):
     args = ["sweep", "--config", str(SMOKE), "--epochs", "1", "--seeds", "0,1,2", "--lrs", "0.1"]
     alone = run(mnist_jax(*args))
@@ -101,6 +103,7 @@ def start_job(args: list[str], port: int, count: int = 2) -> list[subprocess.Pop
     return procs
 
 
+@pytest.mark.long  # a whole multi-process job: `make test-long`, after the main suite
 def test_killed_process_stops_the_job_and_resume_equals_an_uninterrupted_run(tmp_path):
     args = ["train", "--config", str(SMOKE), "--hidden", "512,512", "--epochs", "4", "--lr", "0.1"]
     args += ["--no-progress"]
@@ -194,6 +197,7 @@ def test_shares_cover_every_model_once(monkeypatch):
     assert shares == [[0, 1, 2], [3, 4], [5, 6]]
 
 
+@pytest.mark.long  # a whole multi-process job: `make test-long`, after the main suite
 def test_two_processes_draw_the_distortions_one_process_draws(tmp_path):
     plain = ["train", "--config", str(SMOKE), "--epochs", "1", "--json", "--no-progress"]
     distorted = [*plain, "--augment", "both"]

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
@@ -13,6 +14,7 @@ gpu_check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(gpu_check)
 
 
+@pytest.mark.long  # every step as a process, a minute: `make test-long`, after the main suite
 def test_cpu_dry_run_runs_every_step_and_writes_one_report(tmp_path):
     report_path = tmp_path / "report.json"
     done = subprocess.run(

@@ -59,7 +59,7 @@ def augment_rows(
     steps = len(x) // config.batch_size
     for name, distorter, note in alone:
         if distorter is None:
-            rows.append(row(name, None, note="dm-pix not installed: pip install dm-pix"))
+            rows.append(row(name, None, note="dm-pix not installed: pip install 'mnist-jax[pix]'"))
             continue
         timed = min(steps, SLOW_PEER_BATCHES) if name == "dm-pix" else steps
         epoch = distortion_epoch(distorter, config.batch_size, timed)
