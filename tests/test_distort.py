@@ -42,7 +42,7 @@ def leaves_equal(a, b) -> bool:
 
 
 def test_zero_strength_trains_bit_for_bit_as_no_distortion():
-    plain = load_config(SMOKE, {"epochs": 1})
+    plain = load_config(SMOKE, {"epochs": 1, "hidden": [16], "train_size": 3000})
     off = mnist_jax.train(plain, log=lambda _: None)
     zero = mnist_jax.train(plain.replace(augment="both", **ZERO), log=lambda _: None)
     assert leaves_equal(off.params, zero.params)
@@ -147,7 +147,9 @@ def test_the_distortion_key_depends_on_the_epoch_and_the_batch_only():
 
 
 def test_a_resumed_distorted_run_equals_an_uninterrupted_one(tmp_path):
-    config = load_config(SMOKE, {"augment": "both", "epochs": 2, "hidden": [16]})
+    config = load_config(
+        SMOKE, {"augment": "both", "epochs": 2, "hidden": [16], "train_size": 3000}
+    )
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     mnist_jax.train(config, whole, log=lambda _: None)
     with pytest.raises(Interrupted):
@@ -159,7 +161,9 @@ def test_a_resumed_distorted_run_equals_an_uninterrupted_one(tmp_path):
 
 
 def test_evaluation_and_prediction_ignore_the_training_distortions(tmp_path):
-    config = load_config(SMOKE, {"augment": "both", "epochs": 1, "hidden": [16]})
+    config = load_config(
+        SMOKE, {"augment": "both", "epochs": 1, "hidden": [16], "train_size": 3000}
+    )
     result = mnist_jax.train(config, tmp_path / "run", log=lambda _: None)
     plain = dataclasses.replace(result, config=result.config.replace(augment="none"))
     for split in ("test", "validation", "train"):
@@ -208,6 +212,7 @@ def test_distorting_data_that_is_not_made_of_images_is_one_line():
         distort.batch_distorter(load_config(SMOKE, {"augment": "elastic"}), (784,))
 
 
+@pytest.mark.long  # compiles a 12M-weight network twice: `make test-long`, after the main suite
 def test_the_largest_config_trains_on_the_sample_and_its_dry_run_says_what_a_run_needs():
     config = load_config("ciresan-2010", {"dataset": "sample", "train_size": 256, "epochs": 2})
     result = mnist_jax.train(config, log=lambda _: None)

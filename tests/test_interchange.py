@@ -87,6 +87,7 @@ def test_onnx_runtime_gives_evals_digits_and_probabilities(variants, name, tmp_p
     assert evaluation.count == 2000  # the bundled sample's test images
 
 
+@pytest.mark.long  # full MNIST: `make test-long`, after the main suite
 def test_onnx_runtime_agrees_with_eval_on_all_10000_mnist_test_images(full_mnist, tmp_path):
     run, out = tmp_path / "run", tmp_path / "model.onnx"
     config = load_config(SMOKE, {"dataset": "mnist", "data_dir": str(full_mnist), "epochs": 1})
