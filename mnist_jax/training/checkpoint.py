@@ -136,14 +136,23 @@ def _parse_meta(meta: np.ndarray, path: Path) -> tuple[dict[str, Any], int]:
         epoch = int(info.get("epoch", 0))
     except (KeyError, ValueError, TypeError, UnicodeDecodeError, AttributeError, OverflowError):
         raise CheckpointError(f"{path}: checkpoint has no valid metadata") from None
-    if version > FORMAT_VERSION:
+    check_format(str(path), version, epoch, FORMAT_VERSION)
+    return info, epoch
+
+
+def check_format(where: str, version: int, epoch: int, newest: int) -> None:
+    """Refuse a saved model from a newer mnist-jax (format past `newest`) or a negative epoch.
+
+    Raises:
+        CheckpointError: one line naming `where`.
+    """
+    if version > newest:
         raise CheckpointError(
-            f"{path}: written by a newer mnist-jax (format {version}, this reads up to "
-            f"{FORMAT_VERSION}); upgrade mnist-jax"
+            f"{where}: written by a newer mnist-jax (format {version}, this reads up to "
+            f"{newest}); upgrade mnist-jax"
         )
     if epoch < 0:
-        raise CheckpointError(f"{path}: checkpoint records a negative epoch count ({epoch})")
-    return info, epoch
+        raise CheckpointError(f"{where}: it records a negative epoch count ({epoch})")
 
 
 def _saved_config(info: dict[str, Any], path: Path) -> Config:

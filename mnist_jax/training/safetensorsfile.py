@@ -162,13 +162,7 @@ def check_metadata(header: dict[str, Any], where: str) -> tuple[Config, dict[str
         version, epoch = int(meta.get("format_version", "1")), int(meta.get("epoch", "0"))
     except ValueError:
         raise CheckpointError(f"{where}: format_version and epoch must be whole numbers") from None
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{where}: written by a newer mnist-jax (format {version}, this reads up to "
-            f"{FORMAT_VERSION}); upgrade mnist-jax"
-        )
-    if epoch < 0:
-        raise CheckpointError(f"{where}: its metadata records a negative epoch count ({epoch})")
+    checkpoint.check_format(where, version, epoch, FORMAT_VERSION)
     try:
         config = config_from_json(meta["config"])
     except ConfigError as e:
