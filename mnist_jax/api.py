@@ -153,9 +153,6 @@ def train(
     return result
 
 
-DISTORTED_SAMPLES = (6, 5)  # training images, distorted copies of each
-
-
 def end_images(trainer: Trainer, params: Any) -> dict[str, np.ndarray]:
     """The pictures a run's trackers get once, at its end: {name: (H, W[, C]) uint8}.
 
@@ -165,12 +162,11 @@ def end_images(trainer: Trainer, params: Any) -> dict[str, np.ndarray]:
     """
     images = pictures.of_evaluation(evaluation.evaluate(trainer, params, "test"))
     if trainer.config.augment != "none" and len(trainer.data.image_shape) == 2:
-        count, copies = DISTORTED_SAMPLES
+        count = distort.SAMPLES[0]
         first = np.asarray(trainer.data.train.x[:count]).reshape(-1, *trainer.data.image_shape)
-        copied = distort.samples(trainer.config, first, copies)  # (count, copies, h, w)
-        rows = np.concatenate([first[:, None].astype(np.float32), copied], axis=1)
+        rows = distort.samples(trainer.config, first)  # (count, 1 + copies, h, w)
         tiles = np.clip(np.rint(rows), 0, 255).astype(np.uint8).reshape(-1, *first.shape[1:])
-        images["distorted_samples"] = pictures.grid(tiles, columns=copies + 1)
+        images["distorted_samples"] = pictures.grid(tiles, columns=rows.shape[1])
     return images
 
 

@@ -20,7 +20,6 @@ from mnist_jax.files import atomic_write_bytes
 INSTALL_HINT = "pip install 'mnist-jax[plot]'"
 FILES = ("curves.png", "confusion.png", "samples.png", "weights.png")
 DISTORTED_FILE = "distorted.png"  # only for a run that distorts its training images
-DISTORTED_GRID = (6, 5)  # training images drawn, distorted copies of each
 GRID = (6, 8)  # rows, columns of the sample grid
 MAX_UNITS = 64  # first-layer units drawn
 
@@ -86,10 +85,8 @@ def distorted_samples(config: Any, log: Callable[[str], None]) -> np.ndarray | N
     from mnist_jax import data
     from mnist_jax.training import distort
 
-    count, copies = DISTORTED_GRID
-    images = data.load(config, log).train.x[:count]  # (n, h, w) uint8
-    copied = distort.samples(config, images, copies)
-    return np.concatenate([images[:, None].astype(np.float32), copied], axis=1)
+    images = data.load(config, log).train.x[: distort.SAMPLES[0]]  # (n, h, w) uint8
+    return distort.samples(config, images)
 
 
 def draw(

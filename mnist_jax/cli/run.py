@@ -238,7 +238,7 @@ class Plan:
     def lines(self) -> list[str]:
         from mnist_jax.training import distort
 
-        c, sizes = self.config, self.sizes
+        c, sizes, flops = self.config, self.sizes, self.flops_per_epoch()
         arch = "-".join(map(str, checkpoint.layer_sizes(c)))
         # L-BFGS's line search picks each step: lr and the schedule are unused
         step_size = "line search" if c.optimizer == "lbfgs" else f"lr {c.lr}, {c.schedule} schedule"
@@ -249,8 +249,8 @@ class Plan:
             f"training   {c.optimizer}, {c.epochs} epochs x {self.steps_per_epoch} steps, "
             f"batch {c.batch_size}, {step_size}",
             *([f"distort    {distort.describe(c)}"] if c.augment != "none" else []),
-            f"compute    {self.flops_per_epoch() / 1e12:.3g} TFLOP an epoch, "
-            f"{self.flops_per_epoch() * c.epochs / 1e12:,.4g} TFLOP in all (products, forward "
+            f"compute    {flops / 1e12:.3g} TFLOP an epoch, "
+            f"{flops * c.epochs / 1e12:,.4g} TFLOP in all (products, forward "
             "and backward)",
             f"device     {self.device}",
             *self.memory.lines(),

@@ -171,18 +171,15 @@ def bilinear(images: jax.Array, y: jax.Array, x: jax.Array) -> jax.Array:
 
 def from_config(config: Config) -> Distortion | None:
     """The distortion `config.augment` asks for, with the config's parameters; None for none."""
-    kinds = {
-        "affine": lambda: affine(
-            config.affine_rotate, config.affine_scale, config.affine_shear, config.affine_shift
-        ),
-        "elastic": lambda: elastic(config.elastic_alpha, config.elastic_sigma),
-    }
-    chosen = {"none": [], "affine": ["affine"], "elastic": ["elastic"]}.get(
-        config.augment, ["affine", "elastic"]
-    )
-    if not chosen:
+    parts = []
+    if config.augment in ("affine", "both"):
+        rotate, scale = config.affine_rotate, config.affine_scale
+        parts.append(affine(rotate, scale, config.affine_shear, config.affine_shift))
+    if config.augment in ("elastic", "both"):
+        parts.append(elastic(config.elastic_alpha, config.elastic_sigma))
+    if not parts:
         return None
-    return kinds[chosen[0]]() if len(chosen) == 1 else chain(*(kinds[k]() for k in chosen))
+    return parts[0] if len(parts) == 1 else chain(*parts)
 
 
 def describe(config: Config) -> str:
@@ -223,10 +220,14 @@ def batch_distorter(config: Config, image_shape: tuple[int, ...]) -> BatchDistor
     return distort_flat
 
 
-def samples(config: Config, images: np.ndarray, copies: int = 5) -> np.ndarray:
-    """Distorted copies of images (n, h, w), as a run of `config` draws them: (n, copies, h, w).
+SAMPLES = (6, 5)  # training images shown, distorted copies of each
 
-    Copy c is distorted with the key of the first batch of epoch c of the config's seed, so
+
+def samples(config: Config, images: np.ndarray, copies: int = SAMPLES[1]) -> np.ndarray:
+    """Images (n, h, w) beside distorted copies, as a run of `config` draws them.
+
+    Returns float32 (n, 1 + copies, h, w): column 0 the images as stored, column c the copy
+    distorted with the key of the first batch of epoch c (1-based) of the config's seed, so
     the pictures show the run's own kind and strength of distortion.
 
     Raises:
@@ -238,7 +239,8 @@ def samples(config: Config, images: np.ndarray, copies: int = 5) -> np.ndarray:
     run_keys = keys.root_keys(config.seed)
     draw = jax.jit(partial(apply, distortion))
     copy_keys = [keys.distortion_key(keys.epoch_key(run_keys, c), 0) for c in range(copies)]
-    return np.stack([np.asarray(draw(k, jnp.asarray(images))) for k in copy_keys], axis=1)
+    copied = [np.asarray(draw(k, jnp.asarray(images))) for k in copy_keys]
+    return np.stack([np.asarray(images, np.float32), *copied], axis=1)
 
 
 def gaussian_rows(n: int, sigma: float) -> np.ndarray:
