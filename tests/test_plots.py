@@ -114,3 +114,21 @@ def test_plot_of_a_folder_without_a_run_is_exit_2(tmp_path):
     result = runner.invoke(app, ["plot", str(tmp_path)])
     assert result.exit_code == 2
     assert "metrics.jsonl not found" in result.stderr
+
+
+def test_a_distorting_run_draws_its_images_beside_their_distorted_copies(plotted_run, tmp_path):
+    from mnist_jax import data
+    from mnist_jax.config import load_config
+
+    out, _ = plotted_run
+    assert not (out / plots.DISTORTED_FILE).exists()  # the smoke run distorts nothing
+    config = load_config(SMOKE, {"augment": "affine", "epochs": 1, "hidden": [16]})
+    grid = plots.distorted_samples(config, log=lambda _: None)
+    stored = data.load(config, log=lambda _: None).train.x[: len(grid)]
+    np.testing.assert_array_equal(grid[:, 0], stored)  # column 0: as stored
+    assert all(not np.array_equal(grid[i, 1], stored[i]) for i in range(len(grid)))
+    run = tmp_path / "distorted"
+    args = ["train", "--config", str(SMOKE), "--epochs", "1", "--hidden", "16"]
+    result = runner.invoke(app, [*args, "--augment", "affine", "--out", str(run), "--plot"])
+    assert result.exit_code == 0, result.output
+    assert_real_picture(run / plots.DISTORTED_FILE)

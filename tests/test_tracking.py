@@ -225,6 +225,6 @@ def test_a_distorting_run_shows_its_distorted_training_samples(tmp_path):
     assert tiles.shape[:2] == (6 * 30, 6 * 30)
     first = mnist_jax.load_data(config).train.x[:6]
     np.testing.assert_array_equal(tiles[:28, :28], first[0])  # the image as stored ...
-    copies = distort.samples(result.config, first, 5)
-    np.testing.assert_array_equal(tiles[:28, 30:58], np.rint(copies[0, 0]).astype(np.uint8))
+    copies = distort.samples(result.config, first, 5)  # column 0: the images as stored
+    np.testing.assert_array_equal(tiles[:28, 30:58], np.rint(copies[0, 1]).astype(np.uint8))
     assert not np.array_equal(tiles[:28, 30:58], first[0])  # ... beside a distorted copy
