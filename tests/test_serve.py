@@ -316,7 +316,8 @@ def test_slow_clients_neither_delay_a_prediction_nor_outlive_the_timeout(live, s
 
     start = time.perf_counter()
     status, _, body = call(live.address, "POST", "/predict", canvas_body(on_paper(digit)))
-    assert time.perf_counter() - start < 1.0
+    # Queued behind the slow clients, it would wait for their deadline (TIMEOUT) at least.
+    assert time.perf_counter() - start < TIMEOUT
     assert status == 200 and json.loads(body)["digit"] == label
     assert live.status("Threads") < threads_before + 5  # not a thread per connection
 
@@ -334,7 +335,8 @@ def test_slow_clients_neither_delay_a_prediction_nor_outlive_the_timeout(live, s
         if answer:
             break
     trickled = time.monotonic() - trickle_start
-    assert answer.startswith(b"HTTP/1.1 408") and TIMEOUT - 0.1 < trickled < TIMEOUT + 1.5
+    # Kept alive by its bytes, it would last the whole head (a byte every 0.2 s): 12 s or more.
+    assert answer.startswith(b"HTTP/1.1 408") and TIMEOUT - 0.1 < trickled < len(head) * 0.2 / 2
 
     for sock, sent, what in zip(slow, sent_at, partial * SLOW_CLIENTS):
         reply = read_until_closed(sock)  # the server closes each one
@@ -413,10 +415,9 @@ def test_abrupt_disconnects_log_one_line_at_most_and_no_traceback(live):
 
 def test_a_body_over_the_limit_is_refused_unread(live):
     with socket.create_connection(live.address, timeout=TIMEOUT + 5) as sock:
-        start = time.perf_counter()
         sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n")
         reply = read_until_closed(sock)  # sent no body, so an answer means none was awaited
-        assert time.perf_counter() - start < TIMEOUT / 2
+    # A server that waited for the body would answer 408 at its timeout, not 413.
     assert reply.startswith(b"HTTP/1.1 413") and b"limit" in reply
 
 
