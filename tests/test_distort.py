@@ -18,7 +18,7 @@ import mnist_jax
 from mnist_jax import data, keys
 from mnist_jax.config import load_config
 from mnist_jax.errors import ConfigError, Interrupted
-from mnist_jax.training import checkpoint, distort
+from mnist_jax.training import checkpoint, distort, trainer
 from tests.conftest import SMOKE, run_cli
 from tests.test_reliability import assert_same_run
 
@@ -160,21 +160,66 @@ def test_a_resumed_distorted_run_equals_an_uninterrupted_one(tmp_path):
     assert_same_run(cut, whole)
 
 
-def test_evaluation_and_prediction_ignore_the_training_distortions(tmp_path):
+def test_two_epochs_show_a_training_image_two_different_distortions(digits):
+    """Each epoch distorts every image afresh: a training set of one digit, repeated, is shown
+    in none of the same distortions twice, whatever the shuffle did to the order."""
+    config = load_config(SMOKE, {"augment": "both", "batch_size": 8})
+    one_digit = jnp.asarray(np.repeat(digits[:1].reshape(1, -1), 8, axis=0))  # (8, 784)
+
+    def keep_batch(params, opt_state, x, y):  # a step whose params become the batch it saw
+        return x, opt_state, jnp.zeros(())
+
+    epoch = trainer.make_epoch(config, keep_batch, jax.devices()[0], SHAPE)
+    run_keys = keys.root_keys(config.seed)
+
+    def trained_on(e: int) -> np.ndarray:  # (8, 784) float32: the batch epoch e's step saw
+        data = (one_digit, jnp.zeros(8, jnp.int32), keys.epoch_key(run_keys, e), jnp.int32(0))
+        return np.asarray(epoch(jnp.zeros((8, 784)), (), *data, num_steps=1)[0])
+
+    seen = [trained_on(0), trained_on(1)]
+    assert np.abs(seen[0] - one_digit).max() > 50  # the digit was distorted ...
+    # ... and no copy the second epoch trained on is one the first epoch trained on
+    apart = np.abs(seen[0][:, None] - seen[1][None, :]).max(axis=2)  # (8, 8) image pairs
+    assert apart.min() > 50, f"epoch 2 repeats epoch 1's distortions: {apart.min(axis=0)}"
+
+
+@pytest.fixture(scope="module")
+def distorting_run(tmp_path_factory):
+    """One distorting epoch of a narrow net on 3,000 sample images: (its Result, the same
+    Result with augment = "none", its run folder)."""
     config = load_config(
         SMOKE, {"augment": "both", "epochs": 1, "hidden": [16], "train_size": 3000}
     )
-    result = mnist_jax.train(config, tmp_path / "run", log=lambda _: None)
+    folder = tmp_path_factory.mktemp("distorting") / "run"
+    result = mnist_jax.train(config, folder, log=lambda _: None)
     plain = dataclasses.replace(result, config=result.config.replace(augment="none"))
+    return result, plain, folder
+
+
+def test_validation_accuracy_of_a_distorting_run_is_evals_on_the_undistorted_images(
+    distorting_run,
+):
+    result, plain, _ = distorting_run
+    undistorted = mnist_jax.evaluate(plain, "validation", log=lambda _: None)
+    expected = (undistorted.accuracy, undistorted.loss)
+    [epoch] = result.history
+    reported = (epoch["val_accuracy"], epoch["val_loss"])
+    assert reported == expected, "the epoch's validation figures are not on the stored images"
+    final = (result.metrics["validation_accuracy"], result.metrics["validation_loss"])
+    assert final == expected, "the final validation figures are not on the stored images"
+
+
+def test_evaluation_and_prediction_ignore_the_training_distortions(distorting_run):
+    result, plain, folder = distorting_run
     for split in ("test", "validation", "train"):
         a, b = mnist_jax.evaluate(result, split), mnist_jax.evaluate(plain, split)
         assert (a.accuracy, a.loss) == (b.accuracy, b.loss)
         np.testing.assert_array_equal(a.probabilities, b.probabilities)
-    images = mnist_jax.load_data(config).test.x[:8]
+    images = mnist_jax.load_data(result.config).test.x[:8]
     np.testing.assert_array_equal(
         mnist_jax.predict(result, images), mnist_jax.predict(plain, images)
     )
-    saved = mnist_jax.evaluate(tmp_path / "run", "test")  # the checkpoint says augment = both
+    saved = mnist_jax.evaluate(folder, "test")  # the checkpoint says augment = both
     assert saved.accuracy == result.metrics["test_accuracy"]
 
 

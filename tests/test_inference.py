@@ -86,6 +86,22 @@ def test_predict_cli_bad_file_is_one_line_exit_2(smoke_model, tmp_path, content,
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_32_bit_image_with_negative_samples_is_one_line_naming_it(smoke_model, tmp_path):
+    """32-bit samples have no range of their own: below zero, the file is refused, not guessed."""
+    from PIL import Image
+
+    digit, _ = confident_digit(smoke_model)
+    signed = on_paper(digit).astype(np.int32) * 257  # the digit at 16 bits, 0..65535 ...
+    signed[0, 0] = -1  # ... but for one sample below zero
+    path = tmp_path / "signed.tif"
+    Image.fromarray(signed).save(path)  # Pillow's mode "I": 32-bit signed samples
+    assert Image.open(path).mode == "I"
+    result = runner.invoke(app, ["predict", str(smoke_model), str(path)])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {path}: ") and "outside 0..65535" in line, line
+
+
 def test_png_without_pillow_says_how_to_install(smoke_model, tmp_path, monkeypatch):
     path = tmp_path / "digit.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32)

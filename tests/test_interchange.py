@@ -224,6 +224,8 @@ def spoilt(header, data, case):
         header["__metadata__"]["config"] = json.dumps(config)
     elif case == "offsets past the end":
         return pack(header, data[: len(data) // 2])
+    elif case == "bytes after the last tensor":
+        return pack(header, data + bytes(16))
     elif case == "overlapping offsets":  # layers.0.w starts inside layers.0.b, the first
         w0["data_offsets"] = [o - 4 for o in w0["data_offsets"]]
     elif case == "an extra tensor":
@@ -250,6 +252,7 @@ HOSTILE = {
     "shape not the config's": "layers.0.w has shape (784, 32), its config's 784-64-10 model",
     "huge shape in the config": "layers.0.w has shape (784, 32), its config's 784-1099511627776-10",
     "offsets past the end": "but the file holds",
+    "bytes after the last tensor": "(truncated, or bytes left over)",
     "overlapping offsets": "layers.0.w starts at data byte 124, expected 128",
     "an extra tensor": "tensor 'layers.2.w' is not a parameter of its config's 784-32-10 model",
     "a missing tensor": "missing tensor 'layers.1.b'",

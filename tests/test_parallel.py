@@ -46,18 +46,24 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_data_parallel_run_on_four_devices_equals_one_device(tmp_path):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+def on_fake_devices(script: str, count: int, *args: str) -> dict:
+    """Run `script` (with `args`) in a fresh process that sees `count` CPU devices; return the
+    JSON document its last line prints."""
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
     env["PYTHONPATH"] = str(ROOT)
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(SMOKE), str(tmp_path)],
+        [sys.executable, "-c", script, *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_data_parallel_run_on_four_devices_equals_one_device(tmp_path):
+    result = on_fake_devices(SCRIPT, 4, str(SMOKE), str(tmp_path))
     assert result["devices"] == 4
     assert result["all_reduce"]
     assert result["diff"] < 1e-4
@@ -68,3 +74,32 @@ def test_data_parallel_run_on_four_devices_equals_one_device(tmp_path):
 def test_placement_refuses_more_devices_than_visible():
     with pytest.raises(MnistJaxError, match="--devices 99"):
         runtime.placement("cpu", 99)
+
+
+# Two fake CPU devices; `train` run as the console script runs it, once per way of asking for
+# one device. Prints the device count and each run's reported device.
+ONE_OF_TWO = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+    import jax
+    from mnist_jax.cli.app import main
+
+    common = ["train", "--config", sys.argv[1], "--epochs", "1", "--hidden", "8", "--json",
+              "--no-progress"]
+    reported = {}
+    for name, ask in (("--devices 1", ["--devices", "1"]), ("default", [])):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main([*common, *ask, "--out", f"{sys.argv[2]}/{len(reported)}"]) == 0
+        reported[name] = json.loads(out.getvalue())["device"]
+    print(json.dumps({"devices": [str(d) for d in jax.devices()], "reported": reported}))
+    """
+)
+
+
+@pytest.mark.option("train", "--devices")
+def test_a_run_asking_for_one_device_trains_on_one_of_several(tmp_path):
+    result = on_fake_devices(ONE_OF_TWO, 2, str(SMOKE), str(tmp_path))
+    assert len(result["devices"]) == 2  # the machine has several
+    for asked, device in result["reported"].items():
+        assert device == result["devices"][0], f"{asked} trained on {device}"
