@@ -170,6 +170,10 @@ def check(line: str) -> None:
         words.pop(0)
     if words[0] == "srun":
         words.pop(0)
+    if words[0] == "taskset":  # pinned to cores: taskset -c LIST COMMAND
+        del words[:3]
+    if words[-1] == "&":  # run in the background
+        words.pop()
     program, args = words[0], words[1:]
     if program in ("mnist-jax", ".venv/bin/mnist-jax"):
         check_mnist_jax(args)

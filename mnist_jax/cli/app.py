@@ -17,6 +17,7 @@ import typer
 
 from mnist_jax.cli.options import (
     EXIT_BAD_INPUT,
+    TYPED,
     AugmentOption,
     BatchSizeOption,
     CheckpointArgument,
@@ -45,11 +46,13 @@ from mnist_jax.cli.options import (
     data_overrides,
     parse_batch_size,
     parse_hidden,
+    parse_seeds,
     placement,
     reports_errors,
     resolve,
     say_tensorboard,
     show,
+    typed_command,
 )
 from mnist_jax.console import emit_json, note
 from mnist_jax.errors import Diverged
@@ -92,6 +95,14 @@ def train(
     hidden: HiddenOption = None,
     augment: AugmentOption = None,
     seed: SeedOption = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            metavar="S1-S2|S1,S2",
+            help="Train once per seed (e.g. 0-4), each run in OUT/seed-S; write the row of "
+            "their figures and the machine to OUT/seeds.json.",
+        ),
+    ] = None,
     data_dir: DataDirOption = None,
     dataset: DatasetOption = None,
     out: Annotated[
@@ -133,19 +144,29 @@ def train(
         "matmul_precision": matmul_precision and matmul_precision.value,
         **data_overrides(data, data_dir, dataset),
     }
+    settings = dict(
+        config_path=config,
+        overrides=overrides,
+        device=device.value,
+        devices=devices,
+        resume=resume,
+        progress=progress and not as_json and sys.stderr.isatty(),
+        dry_run=dry_run,
+        plot=plot,
+        cluster=distributed.settings(coordinator, num_processes, process_id),
+    )
     try:
-        outcome = run.train_command(
-            config_path=config,
-            overrides=overrides,
-            out=out,
-            device=device.value,
-            devices=devices,
-            resume=resume,
-            progress=progress and not as_json and sys.stderr.isatty(),
-            dry_run=dry_run,
-            plot=plot,
-            cluster=distributed.settings(coordinator, num_processes, process_id),
-        )
+        if seeds is not None:
+            row = run.seeds_command(
+                seeds=parse_seeds(seeds, seed, dry_run), command=typed_command(), out=out,
+                **settings,
+            )  # fmt: skip
+            if row:
+                from mnist_jax.tools.results import row_lines
+
+                show(row, as_json, row_lines)
+            return
+        outcome = run.train_command(out=out, **settings)
     except Diverged as e:  # the facts as the one JSON document too, then the error line
         if as_json:
             emit_json(e.to_dict())
@@ -356,6 +377,7 @@ def main(args: list[str] | None = None) -> int:
     # Typer raises click's UsageError (vendored by recent typer releases): find it by name.
     usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
     command = typer.main.get_command(app)
+    TYPED[:] = sys.argv[1:] if args is None else args
     try:
         # Without standalone mode, click returns an Exit's code (or the command's None).
         code = command.main(args, prog_name="mnist-jax", standalone_mode=False)

@@ -249,6 +249,28 @@ def parse_hidden(text: str | None) -> tuple[int, ...] | None:
         ) from None
 
 
+def parse_seeds(text: str, seed: int | None, dry_run: bool) -> list[int]:
+    """Parse --seeds ('0-4', '0,1,2'); it replaces --seed and trains, so no --dry-run."""
+    from mnist_jax.tools.results import parse_seeds as parse
+
+    if seed is not None or dry_run:
+        raise ConfigError(f"--seeds trains each seed; drop {'--seed' if seed else '--dry-run'}")
+    try:
+        return parse(text)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+TYPED: list[str] = []  # the arguments of this process's command, as `main` received them
+
+
+def typed_command() -> str:
+    """The command line as typed, for a result to say how it was made."""
+    import shlex
+
+    return " ".join(shlex.quote(arg) for arg in ["mnist-jax", *TYPED])
+
+
 def parse_batch_size(text: str | None) -> int | str | None:
     """Parse --batch-size: a positive integer or 'full'."""
     if text is None or text == "full":

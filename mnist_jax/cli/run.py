@@ -137,6 +137,40 @@ def train_command(
     return result
 
 
+def seeds_command(
+    *, seeds: list[int], command: str, out: Path | None, **train: Any
+) -> dict[str, Any]:
+    """Train one config once per seed, each into OUT/seed-S; write and return the row.
+
+    The row (`tools.results.make_row`) holds each seed's figures, their mean and sample
+    standard deviation, and the machine with its measured GEMM rate; it is written to
+    OUT/seeds.json, and the run folders stay for `mnist-jax committee`.
+    """
+    if train.get("resume") is not None:
+        raise ConfigError("--seeds trains new runs; continue one seed's run with --resume alone")
+    config = load_config(train["config_path"], train["overrides"])
+    out = out or default_out(config.replace(name=f"{config.name}-seeds"))
+    if (out / "seeds.json").exists():
+        raise MnistJaxError(f"{out} already holds a row of seeds; choose another --out")
+    summaries, outs = [], []
+    for seed in seeds:
+        log(f"seed {seed} of {config.name} ({len(outs) + 1} of {len(seeds)})")
+        run_out = out / f"seed-{seed}"
+        overrides = {**train["overrides"], "seed": seed}
+        result = train_command(**{**train, "overrides": overrides, "out": run_out})
+        if result is None:
+            return {}  # a process other than 0 of a job: process 0 writes the row
+        summaries.append(result.to_dict())
+        outs.append(str(run_out))
+    from mnist_jax.files import atomic_write_json
+    from mnist_jax.tools import results as rows
+
+    row = rows.make_row(summaries, rows.machine(runtime.placement(train["device"])), command, outs)
+    atomic_write_json(out / "seeds.json", row)
+    log(f"row saved in {out / 'seeds.json'}  (a committee of its runs: mnist-jax committee)")
+    return row
+
+
 def kept_in(out: Path, error: Diverged) -> str:
     """Say what the run folder of a diverged run keeps, and how to go on with a smaller lr."""
     if error.kept_epoch == 0:
