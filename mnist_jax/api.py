@@ -181,7 +181,8 @@ def evaluate(
     placement: Placement | None = None,
     matmul_precision: str | None = None,
 ) -> evaluation.Evaluation:
-    """Evaluate a trained Result, or a checkpoint (file or run folder), on one split.
+    """Evaluate a trained Result, a checkpoint (file or run folder) or a committee folder
+    (its figures, and each member's in `members`), on one split.
 
     `data_dir`, `data_path` and `dataset` read the data from elsewhere than the model's own
     source (`evaluation.with_data`); `placement` is where to evaluate (JAX's default device
@@ -208,14 +209,15 @@ def predict(model_or_path: Result | str | Path, images: np.ndarray) -> np.ndarra
     """Class probabilities of MNIST-style images.
 
     Args:
-        model_or_path: a Result, or a checkpoint file or run folder.
+        model_or_path: a Result, or a checkpoint file, run folder or committee folder.
         images: (N, 28, 28) or (N, 784) uint8, white digits on black as in MNIST.
 
     Returns:
         (N, 10) float64 probabilities.
     """
     from mnist_jax.serving.inference import load_predictor, make_predictor
+    from mnist_jax.training import committee
 
     if isinstance(model_or_path, Result):
-        return make_predictor(model_or_path.config, model_or_path.params)(images)
+        return make_predictor(committee.of_run(model_or_path.config, model_or_path.params))(images)
     return load_predictor(model_or_path)(images)

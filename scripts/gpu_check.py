@@ -10,13 +10,15 @@ a separate process on the GPU backend (`--device gpu`):
 
 1. the test suite (tests marked `gpu` run; they are skipped on the CPU);
 2. `gradcheck` in float64 and float32 on every seed config;
-3. the default training (test accuracy and seconds);
+3. the default training (test accuracy and seconds), a second seed of it, the committee of
+   the two (`mnist-jax committee`) and its `eval`;
 4. one epoch of the largest config, `ciresan-2010`, its images distorted on the device;
 5. the benchmark, with PyTorch on CUDA when torch is installed.
 
 `--quick` is the check for a GPU lent for minutes: a few test files (`QUICK_TESTS`, among
 them the CUDA export and the GPU-marked tests), `gradcheck` on one seed config in both dtypes,
-one epoch of the default training, one distorted epoch of `ciresan-2010` and `bench --quick`,
+one epoch of the default training and of a second seed and their committee's `eval`, one
+distorted epoch of `ciresan-2010` and `bench --quick`,
 all within a time budget
 (`QUICK_BUDGET_S`, 4.5 minutes of steps; `--budget` sets another): a step still running when
 the budget is spent is stopped, and the steps after it are recorded as not run.
@@ -160,6 +162,15 @@ def steps(python: str, options: argparse.Namespace, out: Path) -> list[tuple[str
             ],
         )  # fmt: skip
     )
+    # A committee of two runs of the default (the one above and a second seed), evaluated.
+    second = ["--out", str(out / "train-default-seed1"), "--no-progress", "--json"]
+    seed1 = [*cli, "train", "--config", "configs/default.toml", "--seed", "1"]
+    todo.append(("train default seed 1", [*seed1, *data, *device, *epochs, *second]))
+    members = [str(out / "train-default"), str(out / "train-default-seed1")]
+    todo.append(("committee", [*cli, "committee", *members, "--out", str(out / "committee")]))
+    todo.append(
+        ("eval committee", [*cli, "eval", str(out / "committee"), *data, *device, "--json"])
+    )
     # One distorted epoch of the largest config (about 4 TFLOP on full MNIST): what a GPU
     # runtime gives the network of Ciresan et al. 2010, distortions computed on the device.
     largest = ["--config", "configs/ciresan-2010.toml", "--epochs", "1"]
@@ -179,6 +190,11 @@ def summary(step: dict[str, Any]) -> dict[str, Any]:
         return {}
     if "passed" in result:
         return {"passed": result["passed"], "precision": result.get("matmul_precision")}
+    if "members" in result:  # a committee's eval
+        return {
+            "accuracy": result["accuracy"],
+            "members": [m["accuracy"] for m in result["members"]],
+        }
     if "test_accuracy" in result:
         return {k: result.get(k) for k in ("test_accuracy", "train_seconds", "device")}
     if "workloads" in result:

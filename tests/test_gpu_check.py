@@ -32,6 +32,9 @@ def test_cpu_dry_run_runs_every_step_and_writes_one_report(tmp_path):
         "tests",
         *(f"gradcheck {first_seed} {d}" for d in ("float64", "float32")),
         "train default",
+        "train default seed 1",
+        "committee",
+        "eval committee",
         "train ciresan-2010 epoch",
         "bench",
     ]
@@ -43,6 +46,8 @@ def test_cpu_dry_run_runs_every_step_and_writes_one_report(tmp_path):
         if name.startswith("gradcheck"):
             assert figures == {"passed": True, "precision": "highest"}
     assert 0.0 < report["summary"]["train default"]["test_accuracy"] <= 1.0
+    committee = report["summary"]["eval committee"]
+    assert 0.0 < committee["accuracy"] <= 1.0 and len(committee["members"]) == 2
     assert "--device" in report["steps"][-1]["command"]
     assert report["steps"][-1]["command"][report["steps"][-1]["command"].index("--device") + 1] == (
         "cpu"
@@ -67,6 +72,11 @@ def test_quick_runs_a_few_test_files_one_gradcheck_config_and_short_steps(tmp_pa
     assert "tests/test_export.py" in gpu_check.QUICK_TESTS
     assert len([name for name in todo if name.startswith("gradcheck")]) == 2
     assert todo["train default"][todo["train default"].index("--epochs") + 1] == "1"
+    second = todo["train default seed 1"]
+    assert second[second.index("--seed") + 1] == "1" and second[second.index("--epochs") + 1] == "1"
+    members = [args[args.index("--out") + 1] for args in (todo["train default"], second)]
+    assert todo["committee"][-len(members) - 2 : -2] == members
+    assert todo["committee"][-1] in todo["eval committee"] and "gpu" in todo["eval committee"]
     assert "--quick" in todo["bench"] and "gpu" in todo["bench"]
     largest = todo["train ciresan-2010 epoch"]
     assert "configs/ciresan-2010.toml" in largest and "gpu" in largest

@@ -4,7 +4,6 @@ other side's own reader: ONNX's checker and ONNX Runtime, the safetensors librar
 import json
 import struct
 import sys
-import threading
 
 import numpy as np
 import onnx
@@ -15,10 +14,8 @@ from safetensors import safe_open
 
 from mnist_jax import api
 from mnist_jax.config import load_config
-from mnist_jax.serving import serve
-from mnist_jax.serving.inference import load_image_predictor
 from mnist_jax.training import checkpoint
-from tests.test_serve import call, canvas_body
+from tests.test_serve import post_canvas
 from tests.trained_model import confident_digit, trained_smoke_model  # noqa: F401 (fixture)
 
 # Other kinds of model than the shared smoke run (relu, softmax, float32, standardised inputs).
@@ -140,14 +137,8 @@ def test_an_imported_run_predicts_and_serves_as_the_original(smoke_model, tmp_pa
                  (smoke_model, back)]  # fmt: skip
     assert predicted[0] == predicted[1]
     digit, label = confident_digit(smoke_model)
-    httpd = serve.make_server(load_image_predictor(back, batch_size=1), "127.0.0.1", 0)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        status, _, body = call(httpd.server_address[:2], "POST", "/predict", canvas_body(digit))
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-    assert status == 200 and json.loads(body)["digit"] == label
+    status, answer = post_canvas(back, digit)
+    assert status == 200 and answer["digit"] == label
 
 
 def test_export_replaces_an_existing_file_whole_and_refuses_a_folder(smoke_model, tmp_path):

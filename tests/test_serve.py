@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from mnist_jax.cli.app import app
 from mnist_jax.data import mnist, preprocess
 from mnist_jax.serving import httpserver, serve
-from mnist_jax.serving.inference import load_predictor
+from mnist_jax.serving.inference import load_image_predictor, load_predictor
 from tests.test_preprocess import LOSSY, USER_FORMATS, drawn, on_paper, user_files
 from tests.trained_model import confident_digit, trained_smoke_model  # noqa: F401 (fixture)
 
@@ -49,6 +49,19 @@ def canvas_body(image: np.ndarray) -> bytes:
     height, width = image.shape
     pixels = base64.b64encode(image.astype(np.uint8).tobytes()).decode()
     return json.dumps({"width": width, "height": height, "pixels": pixels}).encode()
+
+
+def post_canvas(run, image: np.ndarray) -> tuple[int, dict]:
+    """POST `image` as a canvas to a server started in-process for `run`, as `serve` loads
+    it; return the status and the JSON answer."""
+    httpd = serve.make_server(load_image_predictor(run, batch_size=1), "127.0.0.1", 0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        status, _, body = call(httpd.server_address[:2], "POST", "/predict", canvas_body(image))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    return status, json.loads(body)
 
 
 def test_page_is_served_with_its_canvas(server):

@@ -57,11 +57,11 @@ def plot_run(
 
     run_dir = Path(run_dir)
     records = rundir.read_metrics(run_dir)
-    result, ckpt = evaluation.evaluate_checkpoint(
+    result, model = evaluation.evaluate_checkpoint(
         run_dir, split, data_dir=data_dir, data_path=data_path, dataset=dataset, log=log
     )
-    weights = np.asarray(ckpt.params[0]["w"])
-    return draw(run_dir, records, result, weights, distorted_samples(ckpt.config, log))
+    weights = np.asarray(model.members[0].params[0]["w"])
+    return draw(run_dir, records, result, weights, distorted_samples(model.config, log))
 
 
 def plot_result(result: Any, out: str | Path, log: Callable[[str], None] = print) -> list[Path]:

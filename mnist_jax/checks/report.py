@@ -101,12 +101,19 @@ def summarize(labels: np.ndarray, probs: np.ndarray, mistakes: int = MISTAKES) -
 
 
 def format_evaluation(result: dict[str, Any]) -> list[str]:
-    """Render an `Evaluation.to_dict()`: the headline figures, then `format_report`'s tables."""
-    head = (
-        f"{result['split']} accuracy {result['accuracy']:.2%}  loss {result['loss']:.4f}  "
-        f"({result['count']:,} images of {result['dataset']}, epoch {result['epoch']})"
-    )
-    return [head, "", *format_report(result)]
+    """Render an `Evaluation.to_dict()`: the headline figures (a committee's, then each
+    member's), then `format_report`'s tables."""
+    figures = f"{result['split']} accuracy {result['accuracy']:.2%}  loss {result['loss']:.4f}"
+    where = f"{result['count']:,} images of {result['dataset']}"
+    if "members" not in result:
+        return [f"{figures}  ({where}, epoch {result['epoch']})", "", *format_report(result)]
+    members = [
+        f"  member {i}  accuracy {m['accuracy']:.2%}  loss {m['loss']:.4f}  "
+        f"(epoch {m['epoch']}, {m['checkpoint']})"
+        for i, m in enumerate(result["members"])
+    ]
+    head = f"{figures}  ({where}, committee of {len(members)}, {result['rule']})"
+    return [head, *members, "", *format_report(result)]
 
 
 def format_report(report: dict[str, Any]) -> list[str]:

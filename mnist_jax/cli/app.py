@@ -20,7 +20,6 @@ from mnist_jax.cli.options import (
     TYPED,
     AugmentOption,
     BatchSizeOption,
-    CheckpointArgument,
     ConfigOption,
     CoordinatorOption,
     DataDirOption,
@@ -34,6 +33,7 @@ from mnist_jax.cli.options import (
     JsonOption,
     LrOption,
     MatmulPrecisionOption,
+    ModelArgument,
     MomentumOption,
     NumProcessesOption,
     OptimizerOption,
@@ -178,7 +178,7 @@ def train(
 @app.command("eval")
 @reports_errors
 def evaluate(
-    checkpoint: CheckpointArgument,
+    checkpoint: ModelArgument,
     split: Annotated[Split, typer.Option(help="Which split of the run's data.")] = Split.test,
     data: DataOption = None,
     data_dir: DataDirOption = None,
@@ -193,7 +193,8 @@ def evaluate(
 ) -> None:
     """Recompute a checkpoint's accuracy and loss, with a confusion matrix and mistakes.
 
-    Also prints per-class precision, recall and F1, and the most confident mistakes.
+    Also prints per-class precision, recall and F1, and the most confident mistakes; for a
+    committee, its figures and then each member's accuracy and loss.
     """
     from mnist_jax import api
     from mnist_jax.checks import report
@@ -208,8 +209,32 @@ def evaluate(
 
 @app.command()
 @reports_errors
+def committee(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="RUN", help="Run folders (or checkpoint.npz files) of trained runs."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(metavar="DIR", help="The committee folder to write.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Make one model of several trained runs: the mean of their probabilities.
+
+    The folder holds a copy of each run's checkpoint and a JSON manifest; eval, predict, serve
+    and export --format onnx take it as they take a run folder. The runs must share the input
+    size and the classes; each keeps its own input standardisation.
+    """
+    from mnist_jax.training import committee as committees
+
+    made = committees.make(runs, out)
+    show(made.to_dict(), as_json, committees.format_committee)
+
+
+@app.command()
+@reports_errors
 def predict(
-    checkpoint: CheckpointArgument,
+    checkpoint: ModelArgument,
     files: Annotated[
         list[Path],
         typer.Argument(
@@ -250,7 +275,7 @@ def plot(
 @app.command()
 @reports_errors
 def serve(
-    checkpoint: CheckpointArgument,
+    checkpoint: ModelArgument,
     host: Annotated[
         str,
         typer.Option(

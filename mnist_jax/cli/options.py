@@ -189,6 +189,14 @@ WriteJsonOption = Annotated[
 CheckpointArgument = Annotated[
     Path, typer.Argument(help="A checkpoint.npz or the run folder holding it.")
 ]
+ModelArgument = Annotated[
+    Path,
+    typer.Argument(
+        metavar="CHECKPOINT",
+        help="A checkpoint.npz, the run folder holding it, or a committee folder "
+        "(`mnist-jax committee`).",
+    ),
+]
 
 
 # --- plumbing

@@ -28,6 +28,7 @@ from mnist_jax.cli.options import (
     HiddenOption,
     JsonOption,
     MatmulPrecisionOption,
+    ModelArgument,
     ModelFormat,
     NumProcessesOption,
     ProcessIdOption,
@@ -275,13 +276,13 @@ def data_export(
 @app.command("export")
 @reports_errors
 def export_model(
-    checkpoint: CheckpointArgument,
+    checkpoint: ModelArgument,
     fmt: Annotated[
         ModelFormat,
         typer.Option(
             "--format",
             help="onnx: pixels to probabilities, for ONNX Runtime (needs the onnx extra); "
-            "safetensors: the weights and the config (needs the safetensors extra).",
+            "safetensors: one run's weights and config (needs the safetensors extra).",
         ),
     ],
     out: Annotated[Path, typer.Option(metavar="FILE", help="File to write (replaced whole).")],

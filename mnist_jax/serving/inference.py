@@ -1,8 +1,9 @@
 """Predict digits with a saved checkpoint: class probabilities for images of any source.
 
-`load_predictor` reads a checkpoint once and returns a function from images of the model's
-size ((N, 28, 28) uint8 for MNIST) to probabilities (N, classes); it runs one jitted call per
-fixed-size batch, so it compiles once whatever N is. `predict_files` is `mnist-jax predict`:
+`load_predictor` reads a model once (a run, or a committee of runs: `training.committee.load`)
+and returns a function from images of the model's size ((N, 28, 28) uint8 for MNIST) to
+probabilities (N, classes); it runs one jitted call per fixed-size batch, so it compiles once
+whatever N is. `predict_files` is `mnist-jax predict`:
 it reads the files (`mnist_jax.data.preprocess`), normalises them the way MNIST digits were made,
 and ranks the classes; like `serve`, it needs a model of 28x28 inputs (`load_image_predictor`).
 """
@@ -22,7 +23,7 @@ from mnist_jax.config import Config
 from mnist_jax.data import preprocess
 from mnist_jax.devices import backend
 from mnist_jax.errors import DataError
-from mnist_jax.training import checkpoint
+from mnist_jax.training import checkpoint, committee
 
 Placement = jax.Device | jax.sharding.Sharding
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -62,12 +63,29 @@ def make_classify(
     return classify
 
 
+def make_committee_classify(
+    model: committee.Committee, placement: Placement | None = None
+) -> Callable[[list[Any], jax.Array], jax.Array]:
+    """Return classify(members' params, x uint8 (batch, pixels)) -> probabilities (batch, C).
+
+    Each member standardises the pixels and runs its network by its own config
+    (`make_classify`); the committee's probabilities are their mean (`committee.combine`), so
+    a committee of one gives its run's exactly. Not jitted.
+    """
+    classifiers = [make_classify(member.config, placement) for member in model.members]
+
+    def classify(params: list[Any], x: jax.Array) -> jax.Array:
+        return committee.combine([f(p, x) for f, p in zip(classifiers, params)])
+
+    return classify
+
+
 def load_predictor(
     path: str | Path, *, batch_size: int = 64, placement: Placement | None = None
 ) -> Predictor:
-    """Load a checkpoint once; return predict(images (N, rows, cols) uint8) -> (N, C) float64."""
-    ckpt = checkpoint.load(path)
-    return make_predictor(ckpt.config, ckpt.params, batch_size=batch_size, placement=placement)
+    """Load a model once (a run or a committee, `committee.load`); return
+    predict(images (N, rows, cols) uint8) -> (N, C) float64."""
+    return make_predictor(committee.load(path), batch_size=batch_size, placement=placement)
 
 
 def load_image_predictor(
@@ -78,19 +96,18 @@ def load_image_predictor(
     Raises:
         DataError: the model was trained on images of another size (one line saying so).
     """
-    ckpt = checkpoint.load(path)
-    inputs = checkpoint.layer_sizes(ckpt.config)[0]
-    if inputs != checkpoint.MNIST_INPUT:
+    model = committee.load(path)
+    if model.input_size != checkpoint.MNIST_INPUT:
         raise DataError(
-            f"{checkpoint.resolve(path)}: this model takes {inputs} pixels per image, but image "
+            f"{model.source}: this model takes {model.input_size} pixels per image, but image "
             "files are read as 28x28 MNIST-style digits (784 pixels); use `mnist-jax eval`, or "
             "mnist_jax.predict on arrays of the model's image size"
         )
-    return make_predictor(ckpt.config, ckpt.params, batch_size=batch_size, placement=placement)
+    return make_predictor(model, batch_size=batch_size, placement=placement)
 
 
 def make_predictor(
-    config: Config, params: Any, *, batch_size: int = 64, placement: Placement | None = None
+    model: committee.Committee, *, batch_size: int = 64, placement: Placement | None = None
 ) -> Predictor:
     """Return predict(images (N, rows, cols) or (N, pixels) uint8) -> (N, C) float64.
 
@@ -98,11 +115,11 @@ def make_predictor(
     pixel count must be the model's input size (784 for MNIST). The parameters live on
     `placement` (JAX's default device when None).
     """
-    inputs = checkpoint.layer_sizes(config)[0]
-    x64 = config.dtype == "float64"
+    inputs = model.input_size
+    x64 = any(member.config.dtype == "float64" for member in model.members)
     with jax.enable_x64(x64):
-        params = jax.device_put(params, placement)
-        classify = jax.jit(make_classify(config, placement))
+        params = jax.device_put([member.params for member in model.members], placement)
+        classify = jax.jit(make_committee_classify(model, placement))
 
     def predict(images: np.ndarray) -> np.ndarray:
         images = np.asarray(images, np.uint8)

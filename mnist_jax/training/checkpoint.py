@@ -31,6 +31,7 @@ from mnist_jax.limits import check_claim, npy_header, size_text
 
 FORMAT_VERSION = 1
 FILE_NAME = "checkpoint.npz"
+COMMITTEE_FILE = "committee.json"  # a committee folder's manifest (`training.committee`)
 
 
 # The metadata (config, epoch, dataset, notes) is a few kB of JSON; far more is not a checkpoint.
@@ -97,6 +98,11 @@ def load(path: str | Path) -> Checkpoint:
     Raises:
         CheckpointError: missing, truncated, not a checkpoint, or from a newer format.
     """
+    if (Path(path) / COMMITTEE_FILE).is_file():
+        raise CheckpointError(
+            f"{path} is a committee of runs, and this takes one run's checkpoint: give one of "
+            f"its members, e.g. {Path(path) / 'members' / '0'}"
+        )
     path = resolve(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")

@@ -1,4 +1,4 @@
-"""A checkpoint as an ONNX model: pixels in, class probabilities out, for ONNX Runtime.
+"""A run or a committee as an ONNX model: pixels in, class probabilities out, for ONNX Runtime.
 
 The graph is built node by node with `onnx.helper` (a converter from JAX's ecosystem,
 jax2onnx, brings Flax, Equinox, Orbax and the Hugging Face hub along, names its weights
@@ -12,11 +12,14 @@ safetensors files (`layers.0.w`, `layers.0.b`, ...):
       -> Gemm(layers.L.w, layers.L.b)                               logits (N, classes)
       -> Softmax, or Sigmoid then each row divided by its sum       probabilities (N, classes)
 
-as `mnist-jax predict` computes them (`serving.inference.probabilities`). The input
+as `mnist-jax predict` computes them (`serving.inference.probabilities`). A committee
+(`training.committee`) is one graph: each member's nodes as above under its own names
+(`members.0.layers.0.w`, ...), then a `Mean` of the members' probabilities. The input
 standardisation (or scaling) is folded into the first layer (`standardize.fold`, as `theta
 export` folds it), so the graph takes raw grey levels and needs no preprocessing node. The
 weights keep the model's float type (float64 models compute and answer in double). The
-config is stored as JSON in the model's metadata (`mnist_jax.config`). Opset 17 and IR
+config is stored as JSON in the model's metadata (`mnist_jax.config`; a committee's rule and
+members' configs under `mnist_jax.committee`). Opset 17 and IR
 version 8 are what ONNX Runtime reads from 1.13 on (the tests run 1.20 and the newest).
 """
 
@@ -31,7 +34,7 @@ import numpy as np
 
 from mnist_jax.config import Config
 from mnist_jax.data import standardize
-from mnist_jax.training import checkpoint, interchange
+from mnist_jax.training import checkpoint, committee, interchange
 
 OPSET = 17  # Gemm, Softmax over the last axis, ReduceSum's axes as an input (13+)
 IR_VERSION = 8  # the IR of opset 17, which ONNX Runtime reads from 1.13 on
@@ -45,88 +48,139 @@ def require_onnx() -> Any:
     return interchange.require("onnx", "onnx", "ONNX export")
 
 
-def build_model(params: list[dict[str, Any]], config: Config) -> Any:
-    """Build the ONNX model of an MLP: raw pixels (N, input_size) -> probabilities (N, C).
+def build_model(model: committee.Committee) -> Any:
+    """Build the ONNX model of a run or a committee: raw pixels (N, input_size) ->
+    probabilities (N, C).
+
+    A run's graph is its layers (`member_nodes`, weights `layers.0.w`, ...). A committee's
+    holds each member's layers under its own names (`members.0.layers.0.w`, ...), each with
+    its own standardisation folded in, and a `Mean` of their probabilities (in double when a
+    member is float64).
 
     Args:
-        params: the trained params [{"w": (in, out), "b": (out,)}], not folded.
-        config: their config (activation, output, input normalisation, dtype).
+        model: what `committee.load` read; the params are not folded.
 
     Returns:
         An `onnx.ModelProto` that passes `onnx.checker.check_model`.
     """
     onnx = require_onnx()
+    from onnx import TensorProto, helper
+
+    x64 = any(np.dtype(m.config.dtype) == np.float64 for m in model.members)
+    elem = TensorProto.DOUBLE if x64 else TensorProto.FLOAT
+    nodes, weights, outputs = [], [], []
+    for k, member in enumerate(model.members):
+        prefix = f"members.{k}." if model.is_committee else ""
+        out = member_nodes(member.params, member.config, prefix, nodes, weights)
+        if x64 and member.config.dtype != "float64":
+            nodes.append(helper.make_node("Cast", [out], [f"{out}.double"], to=TensorProto.DOUBLE))
+            out = f"{out}.double"
+        outputs.append(out)
+    if model.is_committee:
+        nodes.append(helper.make_node("Mean", outputs, [OUTPUT], name="committee"))
+    sizes = checkpoint.layer_sizes(model.config)
+    graph = helper.make_graph(
+        nodes,
+        "mnist_jax_committee" if model.is_committee else "mnist_jax_mlp",
+        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", sizes[0]])],
+        [helper.make_tensor_value_info(OUTPUT, elem, ["N", sizes[-1]])],
+        initializer=weights,
+    )
+    onnx_model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="mnist-jax",
+        doc_string=_describe(model, sizes),
+    )
+    if model.is_committee:
+        configs = [m.config.to_dict() for m in model.members]
+        saved = {"mnist_jax.committee": json.dumps({"rule": model.rule, "configs": configs})}
+    else:
+        saved = {"mnist_jax.config": json.dumps(model.config.to_dict())}
+    helper.set_model_props(onnx_model, saved)
+    onnx.checker.check_model(onnx_model, full_check=True)
+    return onnx_model
+
+
+def member_nodes(
+    params: list[dict[str, Any]], config: Config, prefix: str, nodes: list, weights: list
+) -> str:
+    """Append one MLP's nodes and weights (names under `prefix`); return its output's name.
+
+    It reads INPUT, folds the config's standardisation into its first layer, and ends in the
+    probabilities (OUTPUT for a run, `<prefix>probabilities` in a committee) in the config's
+    float type.
+    """
     from onnx import TensorProto, helper, numpy_helper
 
     dtype = np.dtype(config.dtype)
-    elem = TensorProto.DOUBLE if dtype == np.float64 else TensorProto.FLOAT
     layers = standardize.fold(params, config, takes=1.0)  # float64: rounded once, below
-    sizes = checkpoint.layer_sizes(config)
-    nodes, weights = [], []
     x = INPUT
-    if elem == TensorProto.DOUBLE:
-        nodes.append(helper.make_node("Cast", [x], ["inputs"], to=TensorProto.DOUBLE))
-        x = "inputs"
+    if dtype == np.float64:
+        nodes.append(helper.make_node("Cast", [x], [f"{prefix}inputs"], to=TensorProto.DOUBLE))
+        x = f"{prefix}inputs"
     for i, layer in enumerate(layers):
-        w, b = f"layers.{i}.w", f"layers.{i}.b"
+        w, b = f"{prefix}layers.{i}.w", f"{prefix}layers.{i}.b"
         weights += [
             numpy_helper.from_array(np.asarray(layer["w"], dtype), w),
             numpy_helper.from_array(np.asarray(layer["b"], dtype), b),
         ]
         last = i == len(layers) - 1
-        z = "logits" if last else f"layers.{i}.z"
-        nodes.append(helper.make_node("Gemm", [x, w, b], [z], name=f"layer{i}"))
+        z = f"{prefix}logits" if last else f"{prefix}layers.{i}.z"
+        nodes.append(helper.make_node("Gemm", [x, w, b], [z], name=f"{prefix}layer{i}"))
         if not last:
-            x = f"layers.{i}.a"
+            x = f"{prefix}layers.{i}.a"
             nodes.append(helper.make_node(ACTIVATIONS[config.activation], [z], [x]))
-    nodes += _probabilities(config.output, helper, numpy_helper, weights)
-    graph = helper.make_graph(
-        nodes,
-        "mnist_jax_mlp",
-        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", sizes[0]])],
-        [helper.make_tensor_value_info(OUTPUT, elem, ["N", sizes[-1]])],
-        initializer=weights,
-    )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        ir_version=IR_VERSION,
-        producer_name="mnist-jax",
-        doc_string=(
-            f"{'-'.join(map(str, sizes))} {config.activation} MLP, {config.output} output: "
-            f"grey levels 0..255 (N, {sizes[0]}) float32 in, probabilities (N, {sizes[-1]}) out"
-        ),
-    )
-    helper.set_model_props(model, {"mnist_jax.config": json.dumps(config.to_dict())})
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    out = f"{prefix}{OUTPUT}" if prefix else OUTPUT
+    nodes += _probabilities(config.output, prefix, out, weights)
+    return out
 
 
-def _probabilities(output: str, helper: Any, numpy_helper: Any, weights: list[Any]) -> list[Any]:
-    """The nodes from "logits" to the output: softmax, or sigmoids divided by their sum."""
+def _probabilities(output: str, prefix: str, out: str, weights: list[Any]) -> list[Any]:
+    """The nodes from "<prefix>logits" to `out`: softmax, or sigmoids divided by their sum."""
+    from onnx import helper, numpy_helper
+
+    logits = f"{prefix}logits"
     if output == "softmax":
-        return [helper.make_node("Softmax", ["logits"], [OUTPUT], axis=-1)]
-    weights.append(numpy_helper.from_array(np.array([-1], np.int64), "last_axis"))
+        return [helper.make_node("Softmax", [logits], [out], axis=-1)]
+    axis = f"{prefix}last_axis"
+    weights.append(numpy_helper.from_array(np.array([-1], np.int64), axis))
     return [
-        helper.make_node("Sigmoid", ["logits"], ["scores"]),
-        helper.make_node("ReduceSum", ["scores", "last_axis"], ["total"], keepdims=1),
-        helper.make_node("Div", ["scores", "total"], [OUTPUT]),
+        helper.make_node("Sigmoid", [logits], [f"{prefix}scores"]),
+        helper.make_node("ReduceSum", [f"{prefix}scores", axis], [f"{prefix}total"], keepdims=1),
+        helper.make_node("Div", [f"{prefix}scores", f"{prefix}total"], [out]),
     ]
 
 
+def _describe(model: committee.Committee, sizes: tuple[int, ...]) -> str:
+    """The model's doc string: what goes in and what comes out."""
+    io = f"grey levels 0..255 (N, {sizes[0]}) float32 in, probabilities (N, {sizes[-1]}) out"
+    if model.is_committee:
+        return f"committee of {len(model.members)} MLPs, their probabilities averaged: {io}"
+    config = model.config
+    return f"{'-'.join(map(str, sizes))} {config.activation} MLP, {config.output} output: {io}"
+
+
 def export_onnx(run: str | Path, out: str | Path, log: Log = print) -> Path:
-    """Write a checkpoint as an ONNX model file, atomically; return its path.
+    """Write a run or a committee as an ONNX model file, atomically; return its path.
 
     Args:
-        run: a checkpoint.npz or the run folder holding it.
+        run: a checkpoint.npz, the run folder holding it, or a committee folder.
         out: the file to write (replaced whole when it exists).
         log: told how the input was folded into the first layer.
     """
     require_onnx()  # before reading the checkpoint: the missing package is the first news
-    ckpt = checkpoint.load(run)
-    model = build_model(ckpt.params, ckpt.config)
-    path = interchange.write_file(Path(out), model.SerializeToString())
-    shift, factor = standardize.affine(ckpt.config)
+    model = committee.load(run)
+    path = interchange.write_file(Path(out), build_model(model).SerializeToString())
+    if model.is_committee:
+        log(
+            f"note: the graph takes grey levels 0..255 as float32; each of the "
+            f"{len(model.members)} members' input standardisation is folded into its "
+            "members.K.layers.0, and a Mean node averages their probabilities"
+        )
+        return path
+    shift, factor = standardize.affine(model.config)
     inputs = f"(pixels - {shift:.6g}) x {factor:.6g}" if shift else f"pixels x {factor:.6g}"
     log(f"note: the graph takes grey levels 0..255 as float32; {inputs} is folded into layers.0")
     return path

@@ -34,7 +34,7 @@ import numpy as np
 from mnist_jax.config import Config, config_from_json
 from mnist_jax.errors import CheckpointError, ConfigError
 from mnist_jax.limits import check_claim, file_size, size_text
-from mnist_jax.training import checkpoint, interchange
+from mnist_jax.training import checkpoint, committee, interchange
 
 FORMAT, FORMAT_VERSION = "mnist-jax", 1
 IMPORTED = "imported-safetensors"  # the dataset name recorded when the file names none
@@ -95,7 +95,7 @@ def export_safetensors(run: str | Path, out: str | Path, log: Log = print) -> Pa
     """Write a checkpoint's weights and config as a safetensors file, atomically.
 
     Args:
-        run: a checkpoint.npz or the run folder holding it.
+        run: a checkpoint.npz or the run folder holding it (not a committee: one line).
         out: the file to write (replaced whole when it exists).
         log: unused; the same signature as the other exporters.
 
@@ -103,6 +103,11 @@ def export_safetensors(run: str | Path, out: str | Path, log: Log = print) -> Pa
         The path written.
     """
     interchange.require("safetensors.numpy", "safetensors", "safetensors export")
+    if committee.is_committee(run):
+        raise CheckpointError(
+            f"{run} is a committee; a safetensors file holds one run's weights: export the "
+            f"committee with --format onnx, or each member ({Path(run) / 'members' / '0'}, ...)"
+        )
     return interchange.write_file(Path(out), encode(checkpoint.load(run)))
 
 
