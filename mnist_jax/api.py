@@ -25,8 +25,9 @@ from mnist_jax.checks import evaluation, pictures
 from mnist_jax.config import Config
 from mnist_jax.data import Splits
 from mnist_jax.devices.shards import local_device
-from mnist_jax.training import checkpoint, distort, loop, memory
-from mnist_jax.training.rundir import RunFolder, restore_state
+from mnist_jax.records import checkpoint
+from mnist_jax.records.rundir import RunFolder, restore_state
+from mnist_jax.training import distort, loop, memory
 from mnist_jax.training.trainer import Placement, Trainer, build, precision
 
 Log = Callable[[str], None]

@@ -7,7 +7,7 @@ import pytest
 
 from mnist_jax.config import Config
 from mnist_jax.errors import CheckpointError
-from mnist_jax.training import checkpoint
+from mnist_jax.records import checkpoint
 
 CONFIG = Config(hidden=(4,))
 

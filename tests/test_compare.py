@@ -72,7 +72,7 @@ def test_activation_list_is_checked():
 
 @pytest.mark.option("compare", "--out")
 def test_compare_runs_on_a_dataset_that_is_not_mnist(tmp_path):
-    from mnist_jax.training import checkpoint
+    from mnist_jax.records import checkpoint
     from tests.conftest import run_cli
     from tests.test_owndata import stroke_folder
 

@@ -15,9 +15,9 @@ from safetensors import safe_open
 
 from mnist_jax import api
 from mnist_jax.config import load_config
+from mnist_jax.records import checkpoint
 from mnist_jax.serving import serve
 from mnist_jax.serving.inference import load_image_predictor
-from mnist_jax.training import checkpoint
 from tests.test_serve import call, canvas_body
 from tests.trained_model import confident_digit, trained_smoke_model  # noqa: F401 (fixture)
 

@@ -10,7 +10,7 @@ from conftest import run_cli
 from mnist_jax.config import Config
 from mnist_jax.data import idx, mnist, owndata
 from mnist_jax.errors import DataError
-from mnist_jax.training import checkpoint
+from mnist_jax.records import checkpoint
 
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = owndata.FILES
 

@@ -36,7 +36,7 @@ from mnist_jax.cli.app import app
 from mnist_jax.config import Config, load_config
 from mnist_jax.data import idx, mnist
 from mnist_jax.errors import CheckpointError, ConfigError, DataError, Interrupted
-from mnist_jax.training import checkpoint, rundir
+from mnist_jax.records import checkpoint, rundir
 from tests.conftest import ROOT, SMOKE, run_cli
 
 runner = CliRunner()

@@ -8,7 +8,7 @@ import pytest
 from mnist_jax import api
 from mnist_jax.config import load_config
 from mnist_jax.data import formats, mnist
-from mnist_jax.training import checkpoint
+from mnist_jax.records import checkpoint
 from tests.conftest import ROOT
 
 CONFIGS = ROOT / "configs"

@@ -7,7 +7,8 @@ from conftest import ROOT, run_cli
 from mnist_jax import api
 from mnist_jax.config import load_config
 from mnist_jax.data import mnist
-from mnist_jax.training import checkpoint, theta
+from mnist_jax.interchange import theta
+from mnist_jax.records import checkpoint
 
 SEED_CONFIG = ROOT / "configs" / "seed-lbfgs-100.toml"
 

@@ -20,7 +20,8 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from mnist_jax.checks import pictures
 from mnist_jax.config import load_config
-from mnist_jax.training import events, optim, rundir, tracking
+from mnist_jax.records import rundir, tensorboard, tracking
+from mnist_jax.training import optim
 from tests.conftest import SMOKE, run_cli
 from tests.trained_model import trained_smoke_model  # noqa: F401 (the session fixture)
 
@@ -132,7 +133,7 @@ def test_the_png_encoder_round_trips_through_pillow():
     rng = np.random.default_rng(0)
     for shape in ((5, 7, 1), (6, 3, 3), (2, 9, 4)):
         image = rng.integers(0, 256, shape, dtype=np.uint8)
-        decoded = png_pixels(events.png(image))
+        decoded = png_pixels(tensorboard.png(image))
         assert (decoded.reshape(shape) == image).all()
 
 
@@ -154,12 +155,12 @@ def test_a_fresh_run_replaces_old_events_and_a_resumed_one_adds_to_them(tmp_path
         writers.close()
         steps = [step for step, _ in scalars(read_events(tmp_path), "loss/train")]
         assert steps == ([1, 2] if epochs_done else [1])
-        assert len(list(tmp_path.glob(events.EVENTS_GLOB))) == len(steps)
+        assert len(list(tmp_path.glob(tensorboard.EVENTS_GLOB))) == len(steps)
 
 
 def test_without_the_extra_one_line_says_how_to_get_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "tensorboardX", None)  # its import now fails
-    events._say_missing.cache_clear()
+    tensorboard._say_missing.cache_clear()
     for folder in ("a", "b"):  # two runs in one process: said once
         writers = tracking.open_writers(tmp_path / folder)
         writers.write_scalars(1, {"train_loss": 0.5})
@@ -167,10 +168,10 @@ def test_without_the_extra_one_line_says_how_to_get_it(tmp_path, monkeypatch, ca
         writers.close()
         assert not writers.takes_images
         assert json.loads((tmp_path / folder / "metrics.jsonl").read_text())["train_loss"] == 0.5
-        assert not list((tmp_path / folder).glob(events.EVENTS_GLOB))
+        assert not list((tmp_path / folder).glob(tensorboard.EVENTS_GLOB))
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'mnist-jax[tensorboard]'" in err
-    events._say_missing.cache_clear()
+    tensorboard._say_missing.cache_clear()
 
 
 def test_the_epoch_lrs_follow_the_schedule():

@@ -56,7 +56,8 @@ from mnist_jax.config import Config
 from mnist_jax.data import Splits
 from mnist_jax.errors import MnistJaxError
 from mnist_jax.keys import epoch_key, shuffle
-from mnist_jax.training import checkpoint, step
+from mnist_jax.records import checkpoint
+from mnist_jax.training import step
 from mnist_jax.training.trainer import Trainer, build, precision
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}

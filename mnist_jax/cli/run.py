@@ -25,7 +25,8 @@ from mnist_jax.console import note
 from mnist_jax.data import owndata
 from mnist_jax.devices import distributed, runtime
 from mnist_jax.errors import ConfigError, Diverged, Interrupted, MnistJaxError
-from mnist_jax.training import checkpoint, memory, rundir
+from mnist_jax.records import checkpoint, rundir
+from mnist_jax.training import memory
 
 # Room asked for beyond the checkpoint itself: metrics, summary, and the temporary copy that
 # an atomic write holds next to the old file.

@@ -287,7 +287,7 @@ def export_model(
     out: Annotated[Path, typer.Option(metavar="FILE", help="File to write (replaced whole).")],
 ) -> None:
     """Write a checkpoint as an ONNX model or a safetensors file, for use outside mnist-jax."""
-    from mnist_jax.training import onnxfile, safetensorsfile
+    from mnist_jax.interchange import onnxfile, safetensorsfile
 
     exporters = {"onnx": onnxfile.export_onnx, "safetensors": safetensorsfile.export_safetensors}
     typer.echo(str(exporters[fmt.value](checkpoint, out, log=note)))
@@ -300,7 +300,8 @@ def import_model(
     out: Annotated[Path, typer.Option(metavar="DIR", help="Run folder to write.")],
 ) -> None:
     """Make a run folder (checkpoint.npz) from a safetensors file, for eval, predict and serve."""
-    from mnist_jax.training import checkpoint, safetensorsfile
+    from mnist_jax.interchange import safetensorsfile
+    from mnist_jax.records import checkpoint
 
     ckpt = safetensorsfile.import_safetensors(file, out)
     sizes = "-".join(map(str, checkpoint.layer_sizes(ckpt.config)))
@@ -319,7 +320,7 @@ def theta_export(
     ],
 ) -> None:
     """Write a checkpoint's layers as Theta1.txt, Theta2.txt: rows = units, bias column first."""
-    from mnist_jax.training import theta
+    from mnist_jax.interchange import theta
 
     for path in theta.export_theta(checkpoint, out, log=note):
         typer.echo(str(path))
@@ -333,7 +334,7 @@ def theta_import(
     config: ConfigOption = None,
 ) -> None:
     """Make a run folder (checkpoint.npz) from Theta files, for eval, predict and serve."""
-    from mnist_jax.training import theta
+    from mnist_jax.interchange import theta
 
     ckpt = theta.import_theta(folder, resolve(config, {}), out, log=note)
     sizes = "-".join(map(str, theta.checkpoint.layer_sizes(ckpt.config)))

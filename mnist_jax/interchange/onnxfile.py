@@ -29,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from mnist_jax import interchange
 from mnist_jax.config import Config
 from mnist_jax.data import standardize
-from mnist_jax.training import checkpoint, interchange
+from mnist_jax.records import checkpoint
 
 OPSET = 17  # Gemm, Softmax over the last axis, ReduceSum's axes as an input (13+)
 IR_VERSION = 8  # the IR of opset 17, which ONNX Runtime reads from 1.13 on

@@ -31,10 +31,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from mnist_jax import interchange
 from mnist_jax.config import Config, config_from_json
 from mnist_jax.errors import CheckpointError, ConfigError
 from mnist_jax.limits import check_claim, file_size, size_text
-from mnist_jax.training import checkpoint, interchange
+from mnist_jax.records import checkpoint
 
 FORMAT, FORMAT_VERSION = "mnist-jax", 1
 IMPORTED = "imported-safetensors"  # the dataset name recorded when the file names none

@@ -2,7 +2,7 @@
 files, written from values.
 
 Training hands each finished epoch to `RunFolder.record` (its records to every writer of
-`mnist_jax.training.tracking`, then the checkpoint replaced atomically), the images drawn at the
+`mnist_jax.records.tracking`, then the checkpoint replaced atomically), the images drawn at the
 end to `write_images`, and the final summary to `write_summary`; nothing here is read back
 during a run. Reading happens only when a user hands a folder over: `--resume` restores
 the state, and `read_metrics` gives a finished run's history to the plots.
@@ -23,7 +23,7 @@ import numpy as np
 from mnist_jax.config import Config
 from mnist_jax.devices import shards
 from mnist_jax.errors import MnistJaxError
-from mnist_jax.training import checkpoint, tracking
+from mnist_jax.records import checkpoint, tracking
 from mnist_jax.training.trainer import Placement, TrainState
 
 METRICS = tracking.METRICS

@@ -22,7 +22,7 @@ from mnist_jax.config import Config
 from mnist_jax.data import preprocess
 from mnist_jax.devices import backend
 from mnist_jax.errors import DataError
-from mnist_jax.training import checkpoint
+from mnist_jax.records import checkpoint
 
 Placement = jax.Device | jax.sharding.Sharding
 Predictor = Callable[[np.ndarray], np.ndarray]

@@ -29,9 +29,10 @@ from mnist_jax.data import owndata, standardize
 from mnist_jax.devices import backend
 from mnist_jax.errors import ConfigError
 from mnist_jax.keys import root_keys
+from mnist_jax.records import checkpoint
 from mnist_jax.tools import distortion_bench, measure, peers
 from mnist_jax.tools.measure import row, time_runs
-from mnist_jax.training import checkpoint, memory
+from mnist_jax.training import memory
 
 Log = Callable[[str], None]
 PEERS = ("mnist-jax", "numpy-f32", "numpy-f64", "torch-eager", "jit-per-step", "limit")

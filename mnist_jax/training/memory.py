@@ -18,7 +18,7 @@ from typing import Any
 from mnist_jax.config import Config
 from mnist_jax.errors import MnistJaxError
 from mnist_jax.limits import available_host_bytes, size_text
-from mnist_jax.training import checkpoint
+from mnist_jax.records import checkpoint
 
 # Float arrays per hidden unit and example in a training step: pre-activation, activation and
 # their gradients (XLA fuses some; the estimate keeps them all).

@@ -25,7 +25,8 @@ from mnist_jax.data import Splits, owndata, standardize
 from mnist_jax.devices import backend, shards
 from mnist_jax.errors import MnistJaxError
 from mnist_jax.keys import RunKeys, epoch_key, root_keys
-from mnist_jax.training import checkpoint, distort, optim, step
+from mnist_jax.records import checkpoint
+from mnist_jax.training import distort, optim, step
 
 Placement = jax.Device | jax.sharding.Sharding
 
