@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from mnist_jax import api, files
+from mnist_jax import api, architecture, files
 from mnist_jax.cli import run
 from mnist_jax.cli.app import app
 from mnist_jax.config import Config, load_config
@@ -256,7 +256,7 @@ SMOKE_CONFIG = load_config(SMOKE)  # hidden (32,)
 
 
 def fake_params(config: Config, fill: float = 0.01) -> list[dict[str, np.ndarray]]:
-    sizes = checkpoint.layer_sizes(config)
+    sizes = architecture.layer_sizes(config)
     return [
         {"w": np.full((a, b), fill, np.float32), "b": np.zeros(b, np.float32)}
         for a, b in zip(sizes[:-1], sizes[1:])

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from mnist_jax import architecture
 from mnist_jax.cli.options import (
     BatchSizeOption,
     CheckpointArgument,
@@ -301,10 +302,9 @@ def import_model(
 ) -> None:
     """Make a run folder (checkpoint.npz) from a safetensors file, for eval, predict and serve."""
     from mnist_jax.interchange import safetensorsfile
-    from mnist_jax.records import checkpoint
 
     ckpt = safetensorsfile.import_safetensors(file, out)
-    sizes = "-".join(map(str, checkpoint.layer_sizes(ckpt.config)))
+    sizes = "-".join(map(str, architecture.layer_sizes(ckpt.config)))
     typer.echo(f"{sizes} {ckpt.config.activation} model written to {out}")
 
 
@@ -337,5 +337,5 @@ def theta_import(
     from mnist_jax.interchange import theta
 
     ckpt = theta.import_theta(folder, resolve(config, {}), out, log=note)
-    sizes = "-".join(map(str, theta.checkpoint.layer_sizes(ckpt.config)))
+    sizes = "-".join(map(str, architecture.layer_sizes(ckpt.config)))
     typer.echo(f"{sizes} {ckpt.config.activation} model written to {out}")

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_jax import interchange
+from mnist_jax import architecture, interchange
 from mnist_jax.config import Config
 from mnist_jax.data import standardize
 from mnist_jax.records import checkpoint
@@ -62,7 +62,7 @@ def build_model(params: list[dict[str, Any]], config: Config) -> Any:
     dtype = np.dtype(config.dtype)
     elem = TensorProto.DOUBLE if dtype == np.float64 else TensorProto.FLOAT
     layers = standardize.fold(params, config, takes=1.0)  # float64: rounded once, below
-    sizes = checkpoint.layer_sizes(config)
+    sizes = architecture.layer_sizes(config)
     nodes, weights = [], []
     x = INPUT
     if elem == TensorProto.DOUBLE:

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax import model
+from mnist_jax import architecture, model
 from mnist_jax.config import Config
 from mnist_jax.data import preprocess
 from mnist_jax.devices import backend
@@ -79,8 +79,8 @@ def load_image_predictor(
         DataError: the model was trained on images of another size (one line saying so).
     """
     ckpt = checkpoint.load(path)
-    inputs = checkpoint.layer_sizes(ckpt.config)[0]
-    if inputs != checkpoint.MNIST_INPUT:
+    inputs = architecture.layer_sizes(ckpt.config)[0]
+    if inputs != architecture.MNIST_INPUT:
         raise DataError(
             f"{checkpoint.resolve(path)}: this model takes {inputs} pixels per image, but image "
             "files are read as 28x28 MNIST-style digits (784 pixels); use `mnist-jax eval`, or "
@@ -98,7 +98,7 @@ def make_predictor(
     pixel count must be the model's input size (784 for MNIST). The parameters live on
     `placement` (JAX's default device when None).
     """
-    inputs = checkpoint.layer_sizes(config)[0]
+    inputs = architecture.layer_sizes(config)[0]
     x64 = config.dtype == "float64"
     with jax.enable_x64(x64):
         params = jax.device_put(params, placement)
