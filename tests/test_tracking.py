@@ -20,7 +20,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from mnist_jax.checks import pictures
 from mnist_jax.config import load_config
-from mnist_jax.records import rundir, tensorboard, tracking
+from mnist_jax.records import rundir, tensorboard
 from mnist_jax.training import optim
 from tests.conftest import SMOKE, run_cli
 from tests.trained_model import trained_smoke_model  # noqa: F401 (the session fixture)
@@ -139,7 +139,7 @@ def test_the_png_encoder_round_trips_through_pillow():
 
 def test_images_handed_in_reach_tensorboard(tmp_path):
     """The hook a run that distorts uses: any named picture goes to every writer."""
-    writers = tracking.open_writers(tmp_path)
+    writers = rundir.open_writers(tmp_path)
     assert writers.takes_images
     samples = pictures.grid(np.arange(3 * 28 * 28, dtype=np.uint8).reshape(3, 28, 28))
     writers.write_images(4, {"distorted_samples": samples})
@@ -150,7 +150,7 @@ def test_images_handed_in_reach_tensorboard(tmp_path):
 
 def test_a_fresh_run_replaces_old_events_and_a_resumed_one_adds_to_them(tmp_path):
     for epochs_done in (0, 1, 0):
-        writers = tracking.open_writers(tmp_path, epochs_done)
+        writers = rundir.open_writers(tmp_path, epochs_done)
         writers.write_scalars(epochs_done + 1, {"train_loss": 1.0 + epochs_done})
         writers.close()
         steps = [step for step, _ in scalars(read_events(tmp_path), "loss/train")]
@@ -162,7 +162,7 @@ def test_without_the_extra_one_line_says_how_to_get_it(tmp_path, monkeypatch, ca
     monkeypatch.setitem(sys.modules, "tensorboardX", None)  # its import now fails
     tensorboard._say_missing.cache_clear()
     for folder in ("a", "b"):  # two runs in one process: said once
-        writers = tracking.open_writers(tmp_path / folder)
+        writers = rundir.open_writers(tmp_path / folder)
         writers.write_scalars(1, {"train_loss": 0.5})
         writers.write_images(1, {"mistakes": np.zeros((2, 2), np.uint8)})
         writers.close()
