@@ -25,8 +25,9 @@ from mnist_jax.checks import evaluation, pictures
 from mnist_jax.config import Config
 from mnist_jax.data import Splits
 from mnist_jax.devices.shards import local_device
-from mnist_jax.training import checkpoint, distort, loop, memory
-from mnist_jax.training.rundir import RunFolder, restore_state
+from mnist_jax.records import checkpoint
+from mnist_jax.records.rundir import RunFolder, restore_state
+from mnist_jax.training import distort, loop, memory
 from mnist_jax.training.trainer import Placement, Trainer, build, precision
 
 Log = Callable[[str], None]
@@ -215,8 +216,8 @@ def predict(model_or_path: Result | str | Path, images: np.ndarray) -> np.ndarra
     Returns:
         (N, 10) float64 probabilities.
     """
+    from mnist_jax.records import committee
     from mnist_jax.serving.inference import load_predictor, make_predictor
-    from mnist_jax.training import committee
 
     if isinstance(model_or_path, Result):
         return make_predictor(committee.of_run(model_or_path.config, model_or_path.params))(images)

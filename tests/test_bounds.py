@@ -23,7 +23,8 @@ import pytest
 from mnist_jax import config
 from mnist_jax.config import from_dict
 from mnist_jax.errors import MnistJaxError
-from mnist_jax.training import checkpoint, memory
+from mnist_jax.records import checkpoint
+from mnist_jax.training import memory
 from tests.conftest import SMOKE, run_cli
 
 SAMPLE = Path(__file__).resolve().parents[1] / "mnist_jax" / "sample"

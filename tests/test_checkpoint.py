@@ -5,15 +5,16 @@ import zipfile
 import numpy as np
 import pytest
 
+from mnist_jax import architecture
 from mnist_jax.config import Config
 from mnist_jax.errors import CheckpointError
-from mnist_jax.training import checkpoint
+from mnist_jax.records import checkpoint
 
 CONFIG = Config(hidden=(4,))
 
 
 def params_for(config):
-    sizes = checkpoint.layer_sizes(config)
+    sizes = architecture.layer_sizes(config)
     rng = np.random.default_rng(0)
     return [
         {

@@ -13,10 +13,10 @@ import onnx
 import pytest
 from conftest import SMOKE, run_cli
 
-from mnist_jax import api
+from mnist_jax import api, architecture
 from mnist_jax.config import load_config
 from mnist_jax.data import preprocess
-from mnist_jax.training import checkpoint, committee
+from mnist_jax.records import checkpoint, committee
 from tests.test_interchange import onnx_probabilities
 from tests.test_serve import post_canvas
 from tests.trained_model import confident_digit, trained_smoke_model  # noqa: F401 (fixture)
@@ -125,7 +125,7 @@ def test_each_member_standardises_the_pixels_its_own_way(smoke_model, scaled, mi
 def saved(path, **changes):
     """A checkpoint of zero weights for the smoke config with `changes` (no training)."""
     config = load_config(SMOKE).replace(**changes)
-    sizes = checkpoint.layer_sizes(config)
+    sizes = architecture.layer_sizes(config)
     params = [
         {"w": np.zeros((a, b), np.float32), "b": np.zeros(b, np.float32)}
         for a, b in zip(sizes[:-1], sizes[1:])

@@ -6,6 +6,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from mnist_jax import architecture
 from mnist_jax.cli import app as cli
 from mnist_jax.config import load_config
 from mnist_jax.errors import ConfigError, MnistJaxError
@@ -72,7 +73,7 @@ def test_activation_list_is_checked():
 
 @pytest.mark.option("compare", "--out")
 def test_compare_runs_on_a_dataset_that_is_not_mnist(tmp_path):
-    from mnist_jax.training import checkpoint
+    from mnist_jax.records import checkpoint
     from tests.conftest import run_cli
     from tests.test_owndata import stroke_folder
 
@@ -85,7 +86,7 @@ def test_compare_runs_on_a_dataset_that_is_not_mnist(tmp_path):
     assert [r["activation"] for r in rows] == ["tanh", "relu"]
     assert all(r["test_error"] < 1 / 3 for r in rows)  # chance would be 2/3
     saved = checkpoint.load(tmp_path / "runs" / "relu").config
-    assert checkpoint.layer_sizes(saved) == (256, *saved.hidden, 3)
+    assert architecture.layer_sizes(saved) == (256, *saved.hidden, 3)
     # one TensorBoard run per activation, side by side under --out
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 

@@ -18,7 +18,8 @@ import mnist_jax
 from mnist_jax import data, keys
 from mnist_jax.config import load_config
 from mnist_jax.errors import ConfigError, Interrupted
-from mnist_jax.training import checkpoint, distort, trainer
+from mnist_jax.records import checkpoint
+from mnist_jax.training import distort, trainer
 from tests.conftest import SMOKE, run_cli
 from tests.test_reliability import assert_same_run
 

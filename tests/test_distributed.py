@@ -17,7 +17,7 @@ import pytest
 
 from mnist_jax.devices import distributed, launch
 from mnist_jax.errors import MnistJaxError
-from mnist_jax.training import checkpoint
+from mnist_jax.records import checkpoint
 from tests.conftest import SMOKE
 
 # Measured on the bundled sample after one epoch of configs/smoke.toml (float32): 2 processes x

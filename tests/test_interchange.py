@@ -14,7 +14,7 @@ from safetensors import safe_open
 
 from mnist_jax import api
 from mnist_jax.config import load_config
-from mnist_jax.training import checkpoint
+from mnist_jax.records import checkpoint
 from tests.test_serve import post_canvas
 from tests.trained_model import confident_digit, trained_smoke_model  # noqa: F401 (fixture)
 

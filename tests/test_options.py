@@ -27,7 +27,7 @@ import pytest
 from mnist_jax import __version__
 from mnist_jax.config import load_config
 from mnist_jax.data import convert, formats, mnist
-from mnist_jax.training import checkpoint
+from mnist_jax.records import checkpoint
 from tests.conftest import SMOKE, built, run_cli
 from tests.test_formats import assert_same
 from tests.test_owndata import stroke_folder

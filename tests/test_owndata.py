@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
+from mnist_jax import architecture
 from mnist_jax.config import Config
 from mnist_jax.data import idx, mnist, owndata
 from mnist_jax.errors import DataError
-from mnist_jax.training import checkpoint
+from mnist_jax.records import checkpoint
 
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = owndata.FILES
 
@@ -80,7 +81,7 @@ def test_an_idx_dataset_that_is_not_mnist_trains_and_evaluates_from_the_cli(
     # The network was built from the data, and the checkpoint says so for eval and predict.
     saved = checkpoint.load(run).config
     assert (saved.input_size, saved.num_classes) == (size * size, classes)
-    assert checkpoint.layer_sizes(saved) == (size * size, 64, classes)
+    assert architecture.layer_sizes(saved) == (size * size, 64, classes)
     # Far above chance (1 / classes): the images, labels and sizes all reached the model.
     assert summary["test_accuracy"] > 0.5 + 0.5 / classes
     evaluated = run_cli(["eval", str(run), "--json"])

@@ -148,7 +148,8 @@ def wheel(built_wheel) -> zipfile.ZipFile:
 def test_the_wheel_holds_the_code_configs_sample_and_page(wheel):
     names = set(wheel.namelist())
     expected = [f"mnist_jax/configs/{path.name}" for path in CONFIGS]
-    expected += [f"mnist_jax/{p.name}" for p in (ROOT / "mnist_jax").glob("*.py")]
+    package = ROOT / "mnist_jax"  # every module, in every folder (pyproject lists the folders)
+    expected += [f"mnist_jax/{p.relative_to(package).as_posix()}" for p in package.rglob("*.py")]
     for folder in ("sample", "static"):
         expected += [
             f"mnist_jax/{folder}/{p.name}" for p in (ROOT / "mnist_jax" / folder).iterdir()

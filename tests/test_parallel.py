@@ -16,7 +16,8 @@ SCRIPT = textwrap.dedent(
     import json, sys
     import jax, numpy as np
     from mnist_jax import api, data
-    from mnist_jax.training import checkpoint, trainer
+    from mnist_jax.records import checkpoint
+    from mnist_jax.training import trainer
     from mnist_jax.devices import runtime
     from mnist_jax.config import load_config
 

@@ -23,7 +23,8 @@ from mnist_jax import api
 from mnist_jax.checks import reference
 from mnist_jax.config import load_config
 from mnist_jax.data import formats, mnist, standardize
-from mnist_jax.training import checkpoint, optim, trainer
+from mnist_jax.records import checkpoint
+from mnist_jax.training import optim, trainer
 from mnist_jax.training.step import make_evaluate
 
 SAMPLE = mnist.load_sample()

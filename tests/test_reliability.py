@@ -30,13 +30,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from mnist_jax import api, files
+from mnist_jax import api, architecture, files
 from mnist_jax.cli import run
 from mnist_jax.cli.app import app
 from mnist_jax.config import Config, load_config
 from mnist_jax.data import idx, mnist
 from mnist_jax.errors import CheckpointError, ConfigError, DataError, Interrupted
-from mnist_jax.training import checkpoint, rundir
+from mnist_jax.records import checkpoint, rundir
 from tests.conftest import ROOT, SMOKE, run_cli
 
 runner = CliRunner()
@@ -256,7 +256,7 @@ SMOKE_CONFIG = load_config(SMOKE)  # hidden (32,)
 
 
 def fake_params(config: Config, fill: float = 0.01) -> list[dict[str, np.ndarray]]:
-    sizes = checkpoint.layer_sizes(config)
+    sizes = architecture.layer_sizes(config)
     return [
         {"w": np.full((a, b), fill, np.float32), "b": np.zeros(b, np.float32)}
         for a, b in zip(sizes[:-1], sizes[1:])

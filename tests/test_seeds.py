@@ -5,10 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_jax import api
+from mnist_jax import api, architecture
 from mnist_jax.config import load_config
 from mnist_jax.data import formats, mnist
-from mnist_jax.training import checkpoint
 from tests.conftest import ROOT
 
 CONFIGS = ROOT / "configs"
@@ -35,7 +34,7 @@ def test_seed_configs_describe_the_seed_networks(name):
     config = load_config(CONFIGS / f"{name}.toml")
     sizes, activation, output, optimizer = SEEDS[name]
     assert config.name == name
-    assert checkpoint.layer_sizes(config) == sizes
+    assert architecture.layer_sizes(config) == sizes
     assert (config.activation, config.output, config.optimizer) == (activation, output, optimizer)
 
 

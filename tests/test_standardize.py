@@ -11,7 +11,8 @@ from mnist_jax import api, data
 from mnist_jax.checks import reference
 from mnist_jax.config import config_from_json, load_config
 from mnist_jax.data import Split, Splits, mnist, standardize
-from mnist_jax.training import checkpoint, step, trainer
+from mnist_jax.records import checkpoint
+from mnist_jax.training import step, trainer
 
 
 def test_stats_are_the_mean_and_std_of_every_pixel():

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_cli
 
-from mnist_jax import api
+from mnist_jax import api, architecture
 from mnist_jax.config import load_config
 from mnist_jax.data import mnist
-from mnist_jax.training import checkpoint, theta
+from mnist_jax.interchange import theta
+from mnist_jax.records import checkpoint
 
 SEED_CONFIG = ROOT / "configs" / "seed-lbfgs-100.toml"
 
@@ -49,7 +50,7 @@ def test_export_then_import_gives_back_every_bit(trained, tmp_path):
         for key in ("w", "b"):
             assert new[key].dtype == np.float64
             np.testing.assert_array_equal(new[key].view(np.uint64), old[key].view(np.uint64))
-    assert checkpoint.layer_sizes(after.config) == (784, 100, 10)
+    assert architecture.layer_sizes(after.config) == (784, 100, 10)
     assert (after.config.activation, after.config.output) == ("sigmoid", "sigmoid")
     # The imported run predicts exactly as the trained one, and exports the same bytes again.
     images = mnist.load_sample().test_images[:20]
@@ -103,7 +104,7 @@ def test_import_takes_the_layer_sizes_from_the_files(tmp_path):
     ckpt = theta.import_theta(
         tmp_path / "t", load_config(SEED_CONFIG), tmp_path / "run", notes.append
     )
-    assert checkpoint.layer_sizes(ckpt.config) == (16, 7, 3)
+    assert architecture.layer_sizes(ckpt.config) == (16, 7, 3)
     assert "[7]" in notes[0] and "[100]" in notes[0]
     np.testing.assert_array_equal(ckpt.params[1]["w"], params[1]["w"])
 

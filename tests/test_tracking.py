@@ -20,7 +20,8 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from mnist_jax.checks import pictures
 from mnist_jax.config import load_config
-from mnist_jax.training import events, optim, rundir, tracking
+from mnist_jax.records import rundir, tensorboard
+from mnist_jax.training import optim
 from tests.conftest import SMOKE, run_cli
 from tests.trained_model import trained_smoke_model  # noqa: F401 (the session fixture)
 
@@ -132,13 +133,13 @@ def test_the_png_encoder_round_trips_through_pillow():
     rng = np.random.default_rng(0)
     for shape in ((5, 7, 1), (6, 3, 3), (2, 9, 4)):
         image = rng.integers(0, 256, shape, dtype=np.uint8)
-        decoded = png_pixels(events.png(image))
+        decoded = png_pixels(tensorboard.png(image))
         assert (decoded.reshape(shape) == image).all()
 
 
 def test_images_handed_in_reach_tensorboard(tmp_path):
     """The hook a run that distorts uses: any named picture goes to every writer."""
-    writers = tracking.open_writers(tmp_path)
+    writers = rundir.open_writers(tmp_path)
     assert writers.takes_images
     samples = pictures.grid(np.arange(3 * 28 * 28, dtype=np.uint8).reshape(3, 28, 28))
     writers.write_images(4, {"distorted_samples": samples})
@@ -149,28 +150,28 @@ def test_images_handed_in_reach_tensorboard(tmp_path):
 
 def test_a_fresh_run_replaces_old_events_and_a_resumed_one_adds_to_them(tmp_path):
     for epochs_done in (0, 1, 0):
-        writers = tracking.open_writers(tmp_path, epochs_done)
+        writers = rundir.open_writers(tmp_path, epochs_done)
         writers.write_scalars(epochs_done + 1, {"train_loss": 1.0 + epochs_done})
         writers.close()
         steps = [step for step, _ in scalars(read_events(tmp_path), "loss/train")]
         assert steps == ([1, 2] if epochs_done else [1])
-        assert len(list(tmp_path.glob(events.EVENTS_GLOB))) == len(steps)
+        assert len(list(tmp_path.glob(tensorboard.EVENTS_GLOB))) == len(steps)
 
 
 def test_without_the_extra_one_line_says_how_to_get_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "tensorboardX", None)  # its import now fails
-    events._say_missing.cache_clear()
+    tensorboard._say_missing.cache_clear()
     for folder in ("a", "b"):  # two runs in one process: said once
-        writers = tracking.open_writers(tmp_path / folder)
+        writers = rundir.open_writers(tmp_path / folder)
         writers.write_scalars(1, {"train_loss": 0.5})
         writers.write_images(1, {"mistakes": np.zeros((2, 2), np.uint8)})
         writers.close()
         assert not writers.takes_images
         assert json.loads((tmp_path / folder / "metrics.jsonl").read_text())["train_loss"] == 0.5
-        assert not list((tmp_path / folder).glob(events.EVENTS_GLOB))
+        assert not list((tmp_path / folder).glob(tensorboard.EVENTS_GLOB))
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'mnist-jax[tensorboard]'" in err
-    events._say_missing.cache_clear()
+    tensorboard._say_missing.cache_clear()
 
 
 def test_the_epoch_lrs_follow_the_schedule():

@@ -8,7 +8,8 @@ import pytest
 from mnist_jax import api
 from mnist_jax.checks import evaluation
 from mnist_jax.config import load_config
-from mnist_jax.training import checkpoint, loop
+from mnist_jax.records import checkpoint
+from mnist_jax.training import loop
 from tests.conftest import SMOKE, built
 
 

@@ -20,8 +20,9 @@ from mnist_jax import data
 from mnist_jax.checks import report
 from mnist_jax.config import Config
 from mnist_jax.devices.shards import local_device
+from mnist_jax.records import committee
 from mnist_jax.serving.inference import make_classify
-from mnist_jax.training import committee, memory
+from mnist_jax.training import memory
 from mnist_jax.training.trainer import EvalBatches, Trainer, build, precision
 
 Log = Callable[[str], None]

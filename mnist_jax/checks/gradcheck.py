@@ -50,13 +50,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax import data
+from mnist_jax import architecture, data
 from mnist_jax.checks import reference
 from mnist_jax.config import Config
 from mnist_jax.data import Splits
 from mnist_jax.errors import MnistJaxError
 from mnist_jax.keys import epoch_key, shuffle
-from mnist_jax.training import checkpoint, step
+from mnist_jax.training import step
 from mnist_jax.training.trainer import Trainer, build, precision
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
@@ -217,7 +217,7 @@ def check_gradients(
     loss_ok = loss_rel <= tolerance
     return {
         "config": config.name,
-        "architecture": "-".join(str(size) for size in checkpoint.layer_sizes(config)),
+        "architecture": "-".join(str(size) for size in architecture.layer_sizes(config)),
         "activation": config.activation,
         "output": config.output,
         "l2": config.l2,

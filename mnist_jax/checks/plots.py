@@ -53,7 +53,7 @@ def plot_run(
     """
     require_matplotlib()
     from mnist_jax.checks import evaluation
-    from mnist_jax.training import rundir
+    from mnist_jax.records import rundir
 
     run_dir = Path(run_dir)
     records = rundir.read_metrics(run_dir)

@@ -225,7 +225,7 @@ def committee(
     and export --format onnx take it as they take a run folder. The runs must share the input
     size and the classes; each keeps its own input standardisation.
     """
-    from mnist_jax.training import committee as committees
+    from mnist_jax.records import committee as committees
 
     made = committees.make(runs, out)
     show(made.to_dict(), as_json, committees.format_committee)

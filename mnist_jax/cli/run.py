@@ -19,13 +19,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mnist_jax import architecture
 from mnist_jax.cli.options import say_tensorboard
 from mnist_jax.config import Config, load_config
 from mnist_jax.console import note
 from mnist_jax.data import owndata
 from mnist_jax.devices import distributed, runtime
 from mnist_jax.errors import ConfigError, Diverged, Interrupted, MnistJaxError
-from mnist_jax.training import checkpoint, memory, rundir
+from mnist_jax.records import checkpoint, rundir
+from mnist_jax.training import memory
 
 # Room asked for beyond the checkpoint itself: metrics, summary, and the temporary copy that
 # an atomic write holds next to the old file.
@@ -249,8 +251,8 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "config": self.config.to_dict(),
-            "architecture": list(checkpoint.layer_sizes(self.config)),
-            "num_params": checkpoint.num_params(self.config),
+            "architecture": list(architecture.layer_sizes(self.config)),
+            "num_params": architecture.num_params(self.config),
             "dataset": self.dataset,
             "images": self.sizes,
             "steps_per_epoch": self.steps_per_epoch,
@@ -266,18 +268,19 @@ class Plan:
 
         c = self.config
         batch = self.sizes["train"] if c.full_batch else c.batch_size
-        sizes = checkpoint.layer_sizes(c)
+        sizes = architecture.layer_sizes(c)
         return measure.workload_cost(sizes, batch, self.steps_per_epoch, c.full_batch)["flops"]
 
     def lines(self) -> list[str]:
         from mnist_jax.training import distort
 
         c, sizes, flops = self.config, self.sizes, self.flops_per_epoch()
-        arch = "-".join(map(str, checkpoint.layer_sizes(c)))
+        arch = "-".join(map(str, architecture.layer_sizes(c)))
+        params = architecture.num_params(c)
         # L-BFGS's line search picks each step: lr and the schedule are unused
         step_size = "line search" if c.optimizer == "lbfgs" else f"lr {c.lr}, {c.schedule} schedule"
         return [
-            f"config     {c.name}: {arch} {c.activation}, {checkpoint.num_params(c):,} parameters",
+            f"config     {c.name}: {arch} {c.activation}, {params:,} parameters",
             f"data       {self.dataset}: {sizes['train']:,} train, {sizes['validation']:,} "
             f"validation, {sizes['test']:,} test",
             f"training   {c.optimizer}, {c.epochs} epochs x {self.steps_per_epoch} steps, "

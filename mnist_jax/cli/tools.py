@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from mnist_jax import architecture
 from mnist_jax.cli.options import (
     BatchSizeOption,
     CheckpointArgument,
@@ -288,7 +289,7 @@ def export_model(
     out: Annotated[Path, typer.Option(metavar="FILE", help="File to write (replaced whole).")],
 ) -> None:
     """Write a checkpoint as an ONNX model or a safetensors file, for use outside mnist-jax."""
-    from mnist_jax.training import onnxfile, safetensorsfile
+    from mnist_jax.interchange import onnxfile, safetensorsfile
 
     exporters = {"onnx": onnxfile.export_onnx, "safetensors": safetensorsfile.export_safetensors}
     typer.echo(str(exporters[fmt.value](checkpoint, out, log=note)))
@@ -301,10 +302,10 @@ def import_model(
     out: Annotated[Path, typer.Option(metavar="DIR", help="Run folder to write.")],
 ) -> None:
     """Make a run folder (checkpoint.npz) from a safetensors file, for eval, predict and serve."""
-    from mnist_jax.training import checkpoint, safetensorsfile
+    from mnist_jax.interchange import safetensorsfile
 
     ckpt = safetensorsfile.import_safetensors(file, out)
-    sizes = "-".join(map(str, checkpoint.layer_sizes(ckpt.config)))
+    sizes = "-".join(map(str, architecture.layer_sizes(ckpt.config)))
     typer.echo(f"{sizes} {ckpt.config.activation} model written to {out}")
 
 
@@ -320,7 +321,7 @@ def theta_export(
     ],
 ) -> None:
     """Write a checkpoint's layers as Theta1.txt, Theta2.txt: rows = units, bias column first."""
-    from mnist_jax.training import theta
+    from mnist_jax.interchange import theta
 
     for path in theta.export_theta(checkpoint, out, log=note):
         typer.echo(str(path))
@@ -334,8 +335,8 @@ def theta_import(
     config: ConfigOption = None,
 ) -> None:
     """Make a run folder (checkpoint.npz) from Theta files, for eval, predict and serve."""
-    from mnist_jax.training import theta
+    from mnist_jax.interchange import theta
 
     ckpt = theta.import_theta(folder, resolve(config, {}), out, log=note)
-    sizes = "-".join(map(str, theta.checkpoint.layer_sizes(ckpt.config)))
+    sizes = "-".join(map(str, architecture.layer_sizes(ckpt.config)))
     typer.echo(f"{sizes} {ckpt.config.activation} model written to {out}")

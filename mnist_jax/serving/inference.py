@@ -1,6 +1,6 @@
 """Predict digits with a saved checkpoint: class probabilities for images of any source.
 
-`load_predictor` reads a model once (a run, or a committee of runs: `training.committee.load`)
+`load_predictor` reads a model once (a run, or a committee of runs: `records.committee.load`)
 and returns a function from images of the model's size ((N, 28, 28) uint8 for MNIST) to
 probabilities (N, classes); it runs one jitted call per fixed-size batch, so it compiles once
 whatever N is. `predict_files` is `mnist-jax predict`:
@@ -18,12 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax import model
+from mnist_jax import architecture, model
 from mnist_jax.config import Config
 from mnist_jax.data import preprocess
 from mnist_jax.devices import backend
 from mnist_jax.errors import DataError
-from mnist_jax.training import checkpoint, committee
+from mnist_jax.records import committee
 
 Placement = jax.Device | jax.sharding.Sharding
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -97,7 +97,7 @@ def load_image_predictor(
         DataError: the model was trained on images of another size (one line saying so).
     """
     model = committee.load(path)
-    if model.input_size != checkpoint.MNIST_INPUT:
+    if model.input_size != architecture.MNIST_INPUT:
         raise DataError(
             f"{model.source}: this model takes {model.input_size} pixels per image, but image "
             "files are read as 28x28 MNIST-style digits (784 pixels); use `mnist-jax eval`, or "

@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from mnist_jax import data
+from mnist_jax import architecture, data
 from mnist_jax.config import Config, from_dict
 from mnist_jax.data import owndata, standardize
 from mnist_jax.devices import backend
@@ -31,7 +31,7 @@ from mnist_jax.errors import ConfigError
 from mnist_jax.keys import root_keys
 from mnist_jax.tools import distortion_bench, measure, peers
 from mnist_jax.tools.measure import row, time_runs
-from mnist_jax.training import checkpoint, memory
+from mnist_jax.training import memory
 
 Log = Callable[[str], None]
 PEERS = ("mnist-jax", "numpy-f32", "numpy-f64", "torch-eager", "jit-per-step", "limit")
@@ -156,7 +156,7 @@ def run_workload(
     config = standardize.fit(config, x)
     steps = peers.steps_per_call(config, images)
     batch = images if config.full_batch else config.batch_size
-    sizes = checkpoint.layer_sizes(config)  # input and output widths read from the data
+    sizes = architecture.layer_sizes(config)  # input and output widths read from the data
     cost = measure.workload_cost(sizes, batch, steps, config.full_batch)
     memory.check(memory.plan(config, {"train": images, "validation": 0, "test": 0}, device))
     log(f"{workload.name}: {workload.description(sizes)}; {images:,} images, {steps} steps")
@@ -248,7 +248,7 @@ def accuracy_workload(
     splits = data.load(config, lambda _: None)
     config = standardize.fit(config, splits.train.x)  # once, not once per seed
     target = options.target_accuracy
-    sizes = checkpoint.layer_sizes(config)  # fitted to the data
+    sizes = architecture.layer_sizes(config)  # fitted to the data
     about = workload.description(sizes)
     log(f"{workload.name}: {about}; target {target:.2%}, {config.epochs} epochs")
     results = [

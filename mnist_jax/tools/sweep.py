@@ -11,7 +11,7 @@ schedule's shape) and its updates are scaled by each model's lr, so one program 
 all. The data, loss, initial states and evaluation are the builder's (`mnist_jax.training.trainer`).
 
 Given an `out` folder, each model gets a folder of its own, `out/seed<S>-lr<LR>`, with the
-records a run folder gets (`mnist_jax.training.tracking`: metrics.jsonl, summary.json and
+records a run folder gets (`mnist_jax.records.rundir.open_writers`: metrics.jsonl, summary.json,
 TensorBoard's event files), so that `tensorboard --logdir out` shows the models side by side.
 There is no checkpoint: a sweep is for choosing a recipe, and `train` makes the model.
 """
@@ -35,7 +35,8 @@ from mnist_jax.data import Splits
 from mnist_jax.devices import distributed
 from mnist_jax.errors import ConfigError
 from mnist_jax.keys import root_keys
-from mnist_jax.training import distort, divergence, memory, optim, step, tracking
+from mnist_jax.records import rundir
+from mnist_jax.training import distort, divergence, memory, optim, step
 from mnist_jax.training.trainer import Trainer, build, precision
 
 Log = Callable[[str], None]
@@ -240,7 +241,7 @@ class Records:
     ):
         self.configs = [config.replace(seed=seed, lr=lr) for seed, lr in models]
         self.writers = [] if out is None else [
-            tracking.open_writers(Path(out) / model_folder(seed, lr)) for seed, lr in models
+            rundir.open_writers(Path(out) / model_folder(seed, lr)) for seed, lr in models
         ]  # fmt: skip
         # every model's lr per epoch: the schedule's shape times its own peak
         shape = optim.epoch_lrs(config.replace(lr=1.0), num_train)

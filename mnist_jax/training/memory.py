@@ -15,10 +15,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from mnist_jax import architecture
 from mnist_jax.config import Config
 from mnist_jax.errors import MnistJaxError
 from mnist_jax.limits import available_host_bytes, size_text
-from mnist_jax.training import checkpoint
 
 # Float arrays per hidden unit and example in a training step: pre-activation, activation and
 # their gradients (XLA fuses some; the estimate keeps them all).
@@ -39,8 +39,8 @@ def estimate(config: Config, sizes: dict[str, int], models: int = 1) -> dict[str
         "dataset", "evaluation activations"}: bytes.
     """
     item = 8 if config.dtype == "float64" else 4
-    widths = checkpoint.layer_sizes(config)
-    params = checkpoint.num_params(config) * item * models
+    widths = architecture.layer_sizes(config)
+    params = architecture.num_params(config) * item * models
     batch = sizes["train"] if config.full_batch else min(config.batch_size, sizes["train"])
     eval_batch = min(config.eval_batch_size, max(1, sizes["train"]))
     units = sum(widths) * item  # one example's activations, input included
@@ -48,7 +48,7 @@ def estimate(config: Config, sizes: dict[str, int], models: int = 1) -> dict[str
     return {
         "parameters": params,
         "gradients and update": 2 * params,
-        "optimizer state": checkpoint.optimizer_buffers(config) * params,
+        "optimizer state": architecture.optimizer_buffers(config) * params,
         "training activations": STEP_ACTIVATIONS * batch * units * models,
         # Training images and labels, then every split again in padded evaluation batches.
         "dataset": sizes["train"] * (widths[0] + 4) + padded * (widths[0] + 4 + 1),

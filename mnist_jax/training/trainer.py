@@ -19,13 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mnist_jax import model
+from mnist_jax import architecture, model
 from mnist_jax.config import Config
 from mnist_jax.data import Splits, owndata, standardize
 from mnist_jax.devices import backend, shards
 from mnist_jax.errors import MnistJaxError
 from mnist_jax.keys import RunKeys, epoch_key, root_keys
-from mnist_jax.training import checkpoint, distort, optim, step
+from mnist_jax.training import distort, optim, step
 
 Placement = jax.Device | jax.sharding.Sharding
 
@@ -225,7 +225,7 @@ def draw_state(
     """
     params = model.init_params(
         init_key,
-        checkpoint.layer_sizes(config),
+        architecture.layer_sizes(config),
         init=config.init,
         bias_init=config.bias_init,
         low=config.init_low,

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from mnist_jax.console import note
-from mnist_jax.training.tracking import Writer
+from mnist_jax.records.tracking import Writer
 
 INSTALL_HINT = "pip install 'mnist-jax[tensorboard]'"
 TAGS = {

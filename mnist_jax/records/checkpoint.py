@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from mnist_jax.architecture import layer_sizes, num_params, optimizer_buffers
 from mnist_jax.config import Config, config_from_json
 from mnist_jax.errors import CheckpointError, ConfigError, MnistJaxError
 from mnist_jax.files import atomic_write_bytes
@@ -31,16 +32,13 @@ from mnist_jax.limits import check_claim, npy_header, size_text
 
 FORMAT_VERSION = 1
 FILE_NAME = "checkpoint.npz"
-COMMITTEE_FILE = "committee.json"  # a committee folder's manifest (`training.committee`)
+COMMITTEE_FILE = "committee.json"  # a committee folder's manifest (`records.committee`)
 
 
 # The metadata (config, epoch, dataset, notes) is a few kB of JSON; far more is not a checkpoint.
 MAX_META_BYTES = 16 << 20
 # Room beyond `expected_bytes` for the small arrays a checkpoint may also carry (step counts).
 EXTRA_BYTES = 1 << 20
-# Parameter-sized arrays in optax's L-BFGS state: 10 (memory_size) past differences each of the
-# parameters and of the updates, and the line search's parameters, updates and gradient.
-LBFGS_BUFFERS = 2 * 10 + 3
 
 
 class Header(NamedTuple):
@@ -168,9 +166,6 @@ def _saved_config(info: dict[str, Any], path: Path) -> Config:
         raise CheckpointError(f"{path}: the saved config is invalid ({e})") from None
 
 
-MNIST_INPUT, MNIST_CLASSES = 784, 10  # what a config that leaves the sizes to the data assumes
-
-
 def check_members(path: Path) -> dict[str, Header]:
     """Check what a checkpoint's zip directory and array headers declare before reading them.
 
@@ -264,24 +259,6 @@ def check_declared(headers: dict[str, Header], config: Config, where: str) -> No
         )
 
 
-def layer_sizes(config: Config) -> tuple[int, ...]:
-    """Return (input_size, *hidden, num_classes): the widths of every layer of the config's MLP.
-
-    A config whose sizes are still None (not yet fitted to its data) gets MNIST's 784 and 10.
-    """
-    return (
-        config.input_size or MNIST_INPUT,
-        *config.hidden,
-        config.num_classes or MNIST_CLASSES,
-    )
-
-
-def num_params(config: Config) -> int:
-    """Count the weights and biases of the config's MLP."""
-    sizes = layer_sizes(config)
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-
-
 def expected_bytes(config: Config) -> int:
     """The bytes of a checkpoint's arrays: the parameters plus the optimiser's state.
 
@@ -289,11 +266,6 @@ def expected_bytes(config: Config) -> int:
     """
     buffers = 1 + optimizer_buffers(config)
     return num_params(config) * buffers * np.dtype(config.dtype).itemsize
-
-
-def optimizer_buffers(config: Config) -> int:
-    """Parameter-sized arrays the config's optimiser keeps."""
-    return {"sgd": 0, "momentum": 1, "nesterov": 1}.get(config.optimizer, LBFGS_BUFFERS)
 
 
 def check_shapes(params: list[dict[str, np.ndarray]], config: Config, where: str) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from mnist_jax.config import Config
 from mnist_jax.errors import DataError, MnistJaxError
 from mnist_jax.files import atomic_write_bytes
-from mnist_jax.training import checkpoint
+from mnist_jax.records import checkpoint
 
 
 def require(module: str, extra: str, purpose: str) -> ModuleType:

@@ -31,11 +31,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from mnist_jax import architecture
 from mnist_jax.config import Config
 from mnist_jax.errors import CheckpointError, DataError
 from mnist_jax.files import atomic_write_bytes, atomic_write_json
 from mnist_jax.limits import file_size, size_text
-from mnist_jax.training import checkpoint
+from mnist_jax.records import checkpoint
 
 MANIFEST = checkpoint.COMMITTEE_FILE
 FORMAT, FORMAT_VERSION = "mnist-jax-committee", 1
@@ -80,11 +81,11 @@ class Committee:
 
     @property
     def input_size(self) -> int:
-        return checkpoint.layer_sizes(self.config)[0]
+        return architecture.layer_sizes(self.config)[0]
 
     @property
     def num_classes(self) -> int:
-        return checkpoint.layer_sizes(self.config)[-1]
+        return architecture.layer_sizes(self.config)[-1]
 
     @property
     def source(self) -> Path:
@@ -99,7 +100,7 @@ class Committee:
             "members": [
                 {
                     "checkpoint": str(m.checkpoint),
-                    "layers": "-".join(map(str, checkpoint.layer_sizes(m.config))),
+                    "layers": "-".join(map(str, architecture.layer_sizes(m.config))),
                     "activation": m.config.activation,
                     "input_norm": m.config.input_norm,
                     "seed": m.config.seed,
@@ -202,9 +203,9 @@ def check_compatible(members: Sequence[Member]) -> None:
         CheckpointError: one line naming the two runs and what differs.
     """
     first = members[0]
-    sizes = checkpoint.layer_sizes(first.config)
+    sizes = architecture.layer_sizes(first.config)
     for member in members[1:]:
-        other = checkpoint.layer_sizes(member.config)
+        other = architecture.layer_sizes(member.config)
         for index, says in ((0, "takes {} pixels per image"), (-1, "has {} classes")):
             if other[index] != sizes[index]:
                 raise CheckpointError(

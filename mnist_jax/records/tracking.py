@@ -8,8 +8,9 @@ A run hands out three kinds of record, each as a value, never read back from a f
 
 `Writers` fans each call out to its backends, the way `clu.metric_writers.MultiWriter` does:
 `metrics.jsonl` (one line per epoch), `summary.json`, and TensorBoard's event files when the
-`tensorboard` extra is installed (`mnist_jax.training.events`). A new backend is one more class
-overriding some of `Writer`'s methods; the training loop does not change.
+`tensorboard` extra is installed (`mnist_jax.records.tensorboard`, a `Writer` like the others);
+the run folder opens them (`rundir.open_writers`). A new backend is one more class overriding
+some of `Writer`'s methods; the training loop does not change.
 """
 
 from __future__ import annotations
@@ -108,21 +109,6 @@ class Writers(Writer):
     def close(self) -> None:
         for writer in self.writers:
             writer.close()
-
-
-def open_writers(folder: str | Path, epochs_done: int = 0) -> Writers:
-    """The writers of one run folder: metrics.jsonl, summary.json, and TensorBoard if installed.
-
-    Args:
-        folder: the run folder (created if missing).
-        epochs_done: epochs a resumed run has already recorded (0: a fresh run).
-    """
-    from mnist_jax.training import events  # which imports this module
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    board = events.open_events(folder, epochs_done)
-    return Writers([MetricsFile(folder, epochs_done), SummaryFile(folder), *filter(None, [board])])
 
 
 def split_record(record: Mapping[str, Any]) -> tuple[int, dict[str, float]]:

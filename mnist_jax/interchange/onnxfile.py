@@ -13,7 +13,7 @@ safetensors files (`layers.0.w`, `layers.0.b`, ...):
       -> Softmax, or Sigmoid then each row divided by its sum       probabilities (N, classes)
 
 as `mnist-jax predict` computes them (`serving.inference.probabilities`). A committee
-(`training.committee`) is one graph: each member's nodes as above under its own names
+(`records.committee`) is one graph: each member's nodes as above under its own names
 (`members.0.layers.0.w`, ...), then a `Mean` of the members' probabilities. The input
 standardisation (or scaling) is folded into the first layer (`standardize.fold`, as `theta
 export` folds it), so the graph takes raw grey levels and needs no preprocessing node. The
@@ -32,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from mnist_jax import architecture, interchange
 from mnist_jax.config import Config
 from mnist_jax.data import standardize
-from mnist_jax.training import checkpoint, committee, interchange
+from mnist_jax.records import committee
 
 OPSET = 17  # Gemm, Softmax over the last axis, ReduceSum's axes as an input (13+)
 IR_VERSION = 8  # the IR of opset 17, which ONNX Runtime reads from 1.13 on
@@ -78,7 +79,7 @@ def build_model(model: committee.Committee) -> Any:
         outputs.append(out)
     if model.is_committee:
         nodes.append(helper.make_node("Mean", outputs, [OUTPUT], name="committee"))
-    sizes = checkpoint.layer_sizes(model.config)
+    sizes = architecture.layer_sizes(model.config)
     graph = helper.make_graph(
         nodes,
         "mnist_jax_committee" if model.is_committee else "mnist_jax_mlp",

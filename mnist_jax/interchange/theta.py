@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from mnist_jax import interchange
 from mnist_jax.config import Config
 from mnist_jax.data import standardize
 from mnist_jax.data.idx import read_bytes
 from mnist_jax.errors import DataError
 from mnist_jax.limits import check_claim
-from mnist_jax.training import checkpoint, interchange
+from mnist_jax.records import checkpoint
 
 FORMAT = "%.18e"  # round-trips float64 exactly (17 significant digits suffice)
 IMPORTED = "imported-theta"  # the dataset name an imported checkpoint records

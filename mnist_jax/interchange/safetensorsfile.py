@@ -17,7 +17,7 @@ Writing uses the safetensors package (the `safetensors` extra). Reading does not
 checked against its own metadata before anything is allocated, the way checkpoints are
 (`checkpoint.check_declared`): the header length against a cap and the file's size, then every
 tensor's dtype, shape and byte range against the layer sizes and float type the config
-describes (`checkpoint.layer_sizes`) and against the bytes the file holds. A file that fails is
+describes (`architecture.layer_sizes`) and against the bytes the file holds. A file that fails is
 one line naming it and the figures; only then are the weights read, with NumPy.
 """
 
@@ -31,10 +31,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from mnist_jax import architecture, interchange
 from mnist_jax.config import Config, config_from_json
 from mnist_jax.errors import CheckpointError, ConfigError
 from mnist_jax.limits import check_claim, file_size, size_text
-from mnist_jax.training import checkpoint, committee, interchange
+from mnist_jax.records import checkpoint, committee
 
 FORMAT, FORMAT_VERSION = "mnist-jax", 1
 IMPORTED = "imported-safetensors"  # the dataset name recorded when the file names none
@@ -61,7 +62,7 @@ def tensor_name(layer: int, key: str) -> str:
 
 def expected_tensors(config: Config) -> dict[str, tuple[int, ...]]:
     """Every tensor's name and shape for the config's MLP, first layer first, w before b."""
-    sizes = checkpoint.layer_sizes(config)
+    sizes = architecture.layer_sizes(config)
     expected = {}
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         expected[tensor_name(i, "w")] = (fan_in, fan_out)
@@ -192,7 +193,7 @@ def check_tensors(
         CheckpointError: one line naming the tensor, what it declares and what was expected.
     """
     expected = expected_tensors(config)
-    arch = "-".join(map(str, checkpoint.layer_sizes(config)))
+    arch = "-".join(map(str, architecture.layer_sizes(config)))
     names = [name for name in header if name != "__metadata__"]
     if extra := [name for name in names if name not in expected]:
         raise CheckpointError(

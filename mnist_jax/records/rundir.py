@@ -2,7 +2,7 @@
 files, written from values.
 
 Training hands each finished epoch to `RunFolder.record` (its records to every writer of
-`mnist_jax.training.tracking`, then the checkpoint replaced atomically), the images drawn at the
+`mnist_jax.records.tracking`, then the checkpoint replaced atomically), the images drawn at the
 end to `write_images`, and the final summary to `write_summary`; nothing here is read back
 during a run. Reading happens only when a user hands a folder over: `--resume` restores
 the state, and `read_metrics` gives a finished run's history to the plots.
@@ -23,7 +23,7 @@ import numpy as np
 from mnist_jax.config import Config
 from mnist_jax.devices import shards
 from mnist_jax.errors import MnistJaxError
-from mnist_jax.training import checkpoint, tracking
+from mnist_jax.records import checkpoint, tensorboard, tracking
 from mnist_jax.training.trainer import Placement, TrainState
 
 METRICS = tracking.METRICS
@@ -37,7 +37,7 @@ class RunFolder:
         self.path = Path(path)
         self.config = config
         self.dataset = dataset
-        self.writers = tracking.open_writers(self.path, epochs_done)
+        self.writers = open_writers(self.path, epochs_done)
 
     @property
     def takes_images(self) -> bool:
@@ -67,6 +67,20 @@ class RunFolder:
     def close(self) -> None:
         """Flush and close every writer."""
         self.writers.close()
+
+
+def open_writers(folder: str | Path, epochs_done: int = 0) -> tracking.Writers:
+    """The writers of one run folder: metrics.jsonl, summary.json, and TensorBoard if installed.
+
+    Args:
+        folder: the run folder (created if missing).
+        epochs_done: epochs a resumed run has already recorded (0: a fresh run).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    board = tensorboard.open_events(folder, epochs_done)
+    files = [tracking.MetricsFile(folder, epochs_done), tracking.SummaryFile(folder)]
+    return tracking.Writers([*files, *filter(None, [board])])
 
 
 def save_state(out: Path, state: TrainState, config: Config, dataset_name: str) -> None:
