@@ -1,6 +1,7 @@
 """A results row: `train --seeds` trains each seed, and the row's figures are those runs' own."""
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -24,7 +25,7 @@ def summary(seed: int, test_accuracy: float, seconds: float, name: str = "x") ->
     }
 
 
-HOST = {"cpu": "Some CPU", "cores": 2, "gemm_gflops": 100.0}
+HOST = {"cpu": "Some CPU", "cores": 2, "cores_used": 1, "gemm_gflops": 100.0}
 
 
 @pytest.mark.parametrize(
@@ -56,7 +57,7 @@ def test_a_row_gives_the_mean_and_sample_deviation_of_its_seeds_errors():
     cells = results.markdown_cells(row)
     assert f"{statistics.fmean(errors):.2f}%" in cells["test error"]
     assert cells["seeds"].split(", ") == [f"{e:.2f}" for e in errors]
-    assert "Some CPU" in cells["machine"] and "100 GFLOP/s" in cells["machine"]
+    assert cells["machine"] == "Some CPU, 1 of 2 cores, 100 GFLOP/s"
 
 
 def test_a_row_holds_one_configs_seeds():
@@ -103,3 +104,38 @@ def test_seeds_refuse_what_contradicts_them_in_one_line(tmp_path, extra):
     done = run_cli([*args, "--out", str(tmp_path / "r"), *extra])
     assert done.exit_code == 2 and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r" / "seeds.json").exists()
+
+
+RESULTS = ROOT / "docs" / "results"
+README = (ROOT / "README.md").read_text()
+
+
+def readme_line(start: str) -> str:
+    """The one README table line that begins with `start`."""
+    (line,) = [line for line in README.splitlines() if line.startswith(start)]
+    return line
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p for p in RESULTS.glob("*.json") if "committee" not in p.stem), ids=str
+)
+def test_a_readme_row_is_rendered_from_its_json(path):
+    row = json.loads(path.read_text())
+    assert path.stem == row["config"] and len(row["seeds"]) == 5
+    line = readme_line(f"| `{row['config']}` |")
+    for cell in results.markdown_cells(row).values():
+        assert f"| {cell} |" in line, (cell, line)
+
+
+@pytest.mark.parametrize("path", sorted(RESULTS.glob("*-committee.json")), ids=str)
+def test_a_committees_figure_is_its_evals(path):
+    evaluated = json.loads(path.read_text())
+    assert len(evaluated["members"]) == 5
+    name = path.stem.removesuffix("-committee")
+    line = readme_line(f"| the five `{name}` runs |")
+    assert f"| **{100 * (1 - evaluated['accuracy']):.2f}%** |" in line
+
+
+def test_every_row_with_seeds_in_the_readme_has_its_json():
+    named = re.findall(r"^\| `([a-z0-9-]+)` \| [^|]+ \| \*\*", README, re.M)
+    assert named and all((RESULTS / f"{name}.json").is_file() for name in named), named

@@ -10,6 +10,7 @@ say), and `markdown_cells` renders the README's cells from it, so no figure is t
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Sequence
 from typing import Any
@@ -40,7 +41,11 @@ def machine(device: Any) -> dict[str, Any]:
     from mnist_jax.tools import measure
 
     limits = measure.measure_limits(GEMM_SIZE, COPY_BYTES, device)
-    return {**measure.machine_info(device), "gemm_gflops": round(limits["peak_flops"] / 1e9, 1)}
+    return {
+        **measure.machine_info(device),
+        "cores_used": len(os.sched_getaffinity(0)),  # fewer than "cores" when pinned (taskset)
+        "gemm_gflops": round(limits["peak_flops"] / 1e9, 1),
+    }
 
 
 def seed_figures(summary: dict[str, Any], out: str | None = None) -> dict[str, Any]:
@@ -133,5 +138,6 @@ def markdown_cells(row: dict[str, Any]) -> dict[str, str]:
         "test error": f"**{error['mean']:.2f}% ± {error['sd']:.2f}%**",
         "seeds": ", ".join(f"{s['test_error']:.2f}" for s in row["seeds"]),
         "seconds": f"{seconds['min']:.0f}-{seconds['max']:.0f}",
-        "machine": f"{host['cpu']}, {host['cores']} cores, {host['gemm_gflops']:.0f} GFLOP/s",
+        "machine": f"{host['cpu']}, {host.get('cores_used', host['cores'])} of {host['cores']} "
+        f"cores, {host['gemm_gflops']:.0f} GFLOP/s",
     }
