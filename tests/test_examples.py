@@ -32,8 +32,8 @@ def test_notebook_runs_headless_on_the_sample(tmp_path, monkeypatch):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     (parameters,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
     parameters.source = 'CONFIG = "smoke"\nOVERRIDES = {"epochs": 2}'  # the bundled sample
-    nbclient.NotebookClient(
-        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
+    nbclient.NotebookClient(  # the timeout guards against a hang; a slow machine is not one
+        notebook, timeout=1800, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
     ).execute()
 
     def text(index: int) -> str:
@@ -111,7 +111,7 @@ def run_install(folder: Path, source: str = "") -> tuple[list[nbformat.NotebookN
     )
     notebook.cells = [install, probe]
     client = nbclient.NotebookClient(
-        notebook, timeout=300, kernel_name="bare", resources={"metadata": {"path": folder}}
+        notebook, timeout=1800, kernel_name="bare", resources={"metadata": {"path": folder}}
     )
     try:
         client.execute()
