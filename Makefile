@@ -27,16 +27,17 @@ train: $(VENV)/.installed
 
 # Two workers (pytest-xdist): the suite waits on subprocesses, servers and compilers as much as
 # it computes, so two share this 2-core machine's time well. PYTEST_WORKERS=0 runs it serially.
+# --durations=10 lists the ten slowest tests at the end, so a log shows where the time goes.
 # loadgroup: tests go to whichever worker is free, one at a time, except that the tests marked
 # with one xdist_group (those sharing a module fixture) go to the same worker.
 PYTEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=10 $(PYTEST_ARGS)
 
 # The long group: the checks that need the full MNIST files (MNIST_JAX_DATA) and take minutes,
 # left out of `make test` by pyproject.toml's addopts; CI runs them after the main suite.
 test-long: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m long $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m long --durations=10 $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check mnist_jax tests scripts

@@ -25,6 +25,7 @@ def test_notebook_is_stored_without_outputs():
             assert cell["outputs"] == [] and cell["execution_count"] is None
 
 
+@pytest.mark.long  # a whole notebook in a kernel, minutes: `make test-long`
 def test_notebook_runs_headless_on_the_sample(tmp_path, monkeypatch):
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
@@ -124,6 +125,7 @@ def outputs(cell: nbformat.NotebookNode, name: str = "stdout") -> str:
     return "".join(o.get("text", "") for o in cell.outputs if o.get("name") == name)
 
 
+@pytest.mark.long  # a whole notebook in a kernel, minutes: `make test-long`
 def test_notebook_in_a_fresh_clone_installs_that_checkout(clone, bare_kernel):
     (install, probe), stopped = run_install(clone / "examples")
     assert not stopped, outputs(install, "stderr")
