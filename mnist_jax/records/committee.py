@@ -60,7 +60,8 @@ class Committee:
     """A model as `load` reads it: one run, or the members of a committee folder.
 
     Attributes:
-        members: one or more networks; all take `input_size` pixels, all give `num_classes`.
+        members: one or more networks, all taking `input_size` pixels, all giving the same
+            classes.
         rule: how their outputs combine ("mean-probs").
         manifest: the committee.json it was read from, or None for a single run.
     """
@@ -81,11 +82,8 @@ class Committee:
 
     @property
     def input_size(self) -> int:
+        """Pixels per image, the same for every member (784 for MNIST)."""
         return architecture.layer_sizes(self.config)[0]
-
-    @property
-    def num_classes(self) -> int:
-        return architecture.layer_sizes(self.config)[-1]
 
     @property
     def source(self) -> Path:
@@ -112,9 +110,9 @@ class Committee:
         }
 
 
-def of_run(config: Config, params: list[dict[str, Any]], where: str = "") -> Committee:
+def of_run(config: Config, params: list[dict[str, Any]]) -> Committee:
     """A committee of one network given as values (a training `Result`'s config and params)."""
-    return Committee((Member(Path(where), config, params, 0, ""),))
+    return Committee((Member(Path(), config, params, 0, ""),))
 
 
 def combine(probabilities: Sequence[Any]) -> Any:
