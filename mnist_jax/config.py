@@ -20,7 +20,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from mnist_jax.errors import ConfigError
+from mnist_jax.errors import ConfigError, decoding
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 OUTPUTS = ("softmax", "sigmoid")
@@ -287,10 +287,8 @@ def from_dict(values: dict[str, Any]) -> Config:
 
 def config_from_json(text: str) -> Config:
     """Rebuild a Config saved by `Config.to_dict` as JSON."""
-    try:
+    with decoding("saved config", "not valid JSON", ConfigError):
         values = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"saved config is not valid JSON: {e}") from None
     if not isinstance(values, dict):
         raise ConfigError("saved config is not a JSON object")
     return from_dict(_upgrade(values))
