@@ -37,7 +37,7 @@ from mnist_jax.config_checks import (  # noqa: F401
     TRICKS,
     validate,
 )
-from mnist_jax.errors import ConfigError
+from mnist_jax.errors import ConfigError, decoding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,10 +289,8 @@ def from_dict(values: dict[str, Any]) -> Config:
 
 def config_from_json(text: str) -> Config:
     """Rebuild a Config saved by `Config.to_dict` as JSON."""
-    try:
+    with decoding("saved config", "not valid JSON", ConfigError):
         values = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"saved config is not valid JSON: {e}") from None
     if not isinstance(values, dict):
         raise ConfigError("saved config is not a JSON object")
     return from_dict(_upgrade(values))

@@ -2,12 +2,17 @@
 
 Anything raised as `MnistJaxError` (or a subclass) is shown by the CLI as a single line on
 stderr with exit code 2 (or the error's own `exit_code`, 130 for `Interrupted`). Every
-other exception is a bug and keeps its traceback.
+other exception is a bug and keeps its traceback, except inside `decoding`: the one place per
+reader where whatever a decoding library raises on a user's file becomes that reader's line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -74,3 +79,57 @@ class Diverged(MnistJaxError):
             "kept_epoch": self.kept_epoch,
             "error": str(self),
         }
+
+
+# `warnings.catch_warnings` swaps process-wide state, so decoders take turns: one file is
+# decoded at a time (which also bounds the memory that decoding takes in `serve`).
+_DECODING = threading.RLock()
+DETAIL_CHARS = 200  # of a library's message, in the line
+
+
+@contextlib.contextmanager
+def decoding(where: str, what: str, error: type[MnistJaxError] = DataError) -> Iterator[None]:
+    """The decoder boundary: run a library's reading of a user's file, and turn whatever it
+    raises into one line.
+
+    Inside, a `MnistJaxError` (the reader's own checks) passes unchanged; any other
+    `Exception` (Pillow's `SyntaxError`, `KeyError` or `DecompressionBombError`, JSON's
+    `ValueError` or `RecursionError`, `struct.error`, `EOFError`, NumPy's errors, ...) becomes
+    `error(f"{where}: {what} ({detail})")`. Warnings raised inside are recorded, never
+    printed: the first is added to the detail when decoding fails, and dropped when it works.
+
+    Args:
+        where: the file, as the line names it.
+        what: what is wrong, e.g. "not a readable PNG image".
+        error: the project's error type to raise.
+
+    Example:
+        >>> import json
+        >>> with decoding("x.json", "not JSON", ConfigError):
+        ...     json.loads("[" * 100_000)
+        Traceback (most recent call last):
+        mnist_jax.errors.ConfigError: x.json: not JSON (nested too deeply)
+    """
+    with _DECODING, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except MnistJaxError:
+            raise
+        except Exception as e:
+            notes = [describe(e), *(describe(w.message) for w in caught[:1])]
+            raise error(f"{where}: {what} ({'; '.join(n for n in notes if n)})") from None
+
+
+def describe(problem: BaseException | Warning | str) -> str:
+    """One line of at most DETAIL_CHARS saying what a library reported."""
+    if isinstance(problem, RecursionError):
+        return "nested too deeply"
+    if isinstance(problem, MemoryError):
+        return "too large to decode in the memory available"
+    text = " ".join(str(problem).split())
+    if isinstance(problem, (LookupError, TypeError, AttributeError, AssertionError)):
+        text = f"{type(problem).__name__}: {text}".rstrip(": ")  # KeyError: 'MPO'
+    elif not text and isinstance(problem, BaseException):
+        text = type(problem).__name__
+    return text[:DETAIL_CHARS] + ("..." if len(text) > DETAIL_CHARS else "")

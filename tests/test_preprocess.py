@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_jax.data import mnist, preprocess
+from mnist_jax.data import imagefile, mnist, preprocess
 from mnist_jax.errors import DataError
 
 
@@ -256,7 +256,7 @@ def test_pixel_count_is_refused_from_the_header_before_decoding(tmp_path, monkey
     from PIL import Image
 
     Image.new("L", (300, 200), 255).save(tmp_path / "big.webp")
-    monkeypatch.setattr(preprocess, "pillow_gray", lambda *_: pytest.fail("decoded"))
+    monkeypatch.setattr(imagefile, "pillow_gray", lambda *_: pytest.fail("decoded"))
     refused = pytest.raises(DataError, match=r"300x200 \(60,000 pixels\), more than the 59,999")
     with (tmp_path / "big.webp").open("rb") as stream, refused:
         preprocess.read_picture(stream, "big.webp", max_pixels=59_999)

@@ -18,7 +18,7 @@ from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
-from mnist_jax.errors import DataError
+from mnist_jax.errors import DataError, decoding
 from mnist_jax.limits import ENV_LIMIT, check_claim, file_size, limit, size_text
 
 # IDX element types: code -> NumPy dtype. MNIST uses only 0x08 (unsigned byte).
@@ -117,7 +117,7 @@ def read_idx(path: Path, *, max_bytes: int | None = None, digest: bool = False) 
         DataError: one line naming the file, what its header claims and what was found.
     """
     size = file_size(path)
-    with _open(path) as (stream, compressed):
+    with decoding(str(path), "not a readable IDX file"), _open(path) as (stream, compressed):
         hasher = hashlib.sha256() if digest else None
         head = _read_exactly(stream, 4, path)
         head += _read_exactly(stream, 4 * head[3], path) if len(head) == 4 else b""

@@ -9,36 +9,42 @@ digit's bounding box, resizes it by area averaging and centres it by mass.
 Readers: PGM (P2 and P5, a strict parser here) and `.npy` (no pickle) need nothing beyond
 NumPy; PNG, JPEG, TIFF, BMP, GIF and WebP need Pillow (`pip install 'mnist-jax[images]'`). A
 file's first bytes say which of these it is, and Pillow is handed that one decoder only, so no
-other (some of Pillow's run outside programs) ever sees the file. 16-bit and floating-point
-pictures are scaled by their own range, never clipped (`pillow_gray`).
+other (some of Pillow's run outside programs) ever sees the file (`imagefile`). 16-bit and
+floating-point pictures are scaled by their own range, never clipped (`imagefile.pillow_gray`).
+A picture larger than `imagefile.REDUCED_PIXELS` is averaged down by a whole factor as it is
+read, so memory follows the 28x28 digit, not the picture.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import warnings
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 
-from mnist_jax.errors import DataError
+from mnist_jax.data.imagefile import (
+    MAX_PIXELS,
+    check_pixels,
+    read_with_pillow,
+    reduced,
+    reduction,
+)
+from mnist_jax.errors import DataError, decoding
 from mnist_jax.limits import check_claim, file_size, npy_header
 
 BOX = 20  # the digit's bounding box is scaled to fit BOX x BOX
 FRAME = 28  # inside a FRAME x FRAME image
 INK = 0.1  # a pixel is part of the digit above this fraction of the full contrast
 MIN_CONTRAST = 0.05  # below this the image is blank
-PILLOW_HINT = "pip install 'mnist-jax[images]'"
-# The largest picture read (a 6000 x 4000 photo is 24 million): every pixel becomes a few
-# float64 copies while the digit is found, so the pixels, not the file, bound the memory.
-MAX_PIXELS = 25_000_000
-BYTES_PER_PIXEL = 64  # Pillow's RGBA and gray copies plus `to_mnist`'s float64 arrays
 PGM_SAMPLE_TEXT = 16  # a plain PGM sample takes at most this many characters with its spacing
+PGM_HEADER_BYTES = 1 << 16  # a PGM header, its comments included, takes at most this many
+# Plain PGM (P2) is text, parsed sample by sample: larger pictures belong in raw PGM or PNG.
+PLAIN_PGM_PIXELS = 1_000_000
 FORMATS = "PNG, JPEG, TIFF, BMP, GIF, WebP, PGM (P2/P5) or .npy"  # what `read_images` reads
 # Pillow's decoders by a file's first bytes (a WebP file is a RIFF container of type WEBP);
-# a JPEG with several pictures, as some cameras write, is Pillow's MPO.
+# a JPEG with several pictures, as some cameras write, is MPO in the Pillows that open it.
 PILLOW_SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", ("PNG",)),
     (b"\xff\xd8\xff", ("JPEG", "MPO")),
@@ -50,7 +56,6 @@ PILLOW_SIGNATURES = (
     (b"GIF87a", ("GIF",)),
     (b"GIF89a", ("GIF",)),
 )
-SIXTEEN_BITS = 65535  # the range of a 16-bit sample
 
 
 # ----------------------------------------------------------------------------- readers
@@ -90,11 +95,13 @@ def read_picture(stream: BinaryIO, where: str, *, max_pixels: int = MAX_PIXELS) 
         max_pixels: the largest width x height read, checked from the header.
 
     Returns:
-        (H, W) float64 in [0, 1], over white where the picture is transparent.
+        (H, W) float64 in [0, 1], over white where the picture is transparent; averaged over
+        whole boxes (`imagefile.reduction`) when the picture is larger than
+        `imagefile.REDUCED_PIXELS`.
 
     Raises:
-        DataError: one line for a format not read here, a header claiming too many pixels,
-            or a file that does not decode.
+        DataError: one line for a format not read here, a header claiming too many pixels
+            or too much memory to decode, or a file that does not decode.
     """
     try:
         head = stream.read(12)
@@ -104,8 +111,10 @@ def read_picture(stream: BinaryIO, where: str, *, max_pixels: int = MAX_PIXELS) 
         raise DataError(f"cannot read {where}: {e.strerror or e}") from None
     if head[:2] in (b"P2", b"P5"):
         # A PGM's header gives its size: at most max_pixels samples of at most 2 bytes (P5)
-        # or PGM_SAMPLE_TEXT characters (P2), so a longer file is refused before reading.
-        check_claim(where, size, f"holds {size} bytes of PGM", max_pixels * PGM_SAMPLE_TEXT)
+        # or PLAIN_PGM_PIXELS of PGM_SAMPLE_TEXT characters (P2), so a longer file is refused
+        # before reading.
+        most = max_pixels * 2 if head[:2] == b"P5" else PLAIN_PGM_PIXELS * PGM_SAMPLE_TEXT
+        check_claim(where, size, f"holds {size} bytes of PGM", PGM_HEADER_BYTES + most)
         return parse_pgm(stream.read(), where, max_pixels=max_pixels)
     formats = next((f for sig, f in PILLOW_SIGNATURES if head.startswith(sig)), None)
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
@@ -120,7 +129,8 @@ def parse_pgm(raw: bytes, where: str = "<bytes>", *, max_pixels: int = MAX_PIXEL
 
     Strict: a header of magic, width, height and maxval (1..65535) separated by whitespace,
     comments ('#' to the end of the line) allowed only in the header; exactly width*height
-    samples, none above maxval; nothing after them but whitespace in P2.
+    samples, none above maxval; nothing after them but whitespace in P2. A picture over
+    `imagefile.REDUCED_PIXELS` comes back averaged over `imagefile.reduction` boxes.
     """
     magic = raw[:2]
     fields: list[int] = []
@@ -135,32 +145,37 @@ def parse_pgm(raw: bytes, where: str = "<bytes>", *, max_pixels: int = MAX_PIXEL
     width, height, maxval = fields
     if width < 1 or height < 1 or not 1 <= maxval <= 65535:
         raise DataError(f"{where}: PGM header has invalid size {width}x{height} or maxval {maxval}")
-    check_pixels(where, width, height, "PGM", max_pixels)
+    plain = magic != b"P5"
+    if plain:
+        check_pixels(where, width, height, "plain PGM (P2)", min(max_pixels, PLAIN_PGM_PIXELS))
+    else:
+        check_pixels(where, width, height, "PGM", max_pixels)
     if pos >= len(raw) or raw[pos : pos + 1] not in (b" ", b"\t", b"\n", b"\r", b"\v", b"\f"):
         raise DataError(f"{where}: PGM header must end with one whitespace character")
-    body = raw[pos + 1 :]
+    body = memoryview(raw)[pos + 1 :]  # not copied
     count = width * height
-    if magic == b"P5":
+    if not plain:
         dtype = np.dtype(">u2") if maxval > 255 else np.dtype(np.uint8)
         if len(body) != count * dtype.itemsize:
             raise DataError(
                 f"{where}: PGM raster holds {len(body)} bytes, {width}x{height} needs "
                 f"{count * dtype.itemsize}"
             )
-        values = np.frombuffer(body, dtype).astype(np.int64)
+        values = np.frombuffer(body, dtype).reshape(height, width)
     else:
         if len(body) > count * PGM_SAMPLE_TEXT:  # checked before splitting it into samples
             raise DataError(
                 f"{where}: PGM header says {width}x{height} but the raster holds {len(body)} "
                 f"bytes of text, more than {count} samples take"
             )
-        parts = body.split()
+        parts = bytes(body).split()
         if len(parts) != count or not all(p.isdigit() for p in parts):
             raise DataError(f"{where}: PGM raster must be exactly {count} decimal samples")
-        values = np.array([int(p) for p in parts], np.int64)
-    if values.size and values.max() > maxval:
+        values = np.array([int(p) for p in parts], np.int64).reshape(height, width)
+    if values.max() > maxval:
         raise DataError(f"{where}: PGM sample above maxval {maxval}")
-    return (values / maxval).reshape(height, width)
+    factor = reduction(width, height)
+    return reduced(lambda top, bottom: values[top:bottom] / maxval, height, width, factor)
 
 
 def read_npy(path: Path) -> list[tuple[str, np.ndarray]]:
@@ -171,10 +186,8 @@ def read_npy(path: Path) -> list[tuple[str, np.ndarray]]:
     limit before the array is read.
     """
     check_npy_header(path)
-    try:
+    with decoding(str(path), "not a readable .npy array"):
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable .npy array ({e})") from None
     if array.ndim == 2 and array.shape == (FRAME, FRAME):
         array = array[None]
     elif array.ndim == 2 and array.shape[1] == FRAME * FRAME:
@@ -204,12 +217,9 @@ def check_npy_header(path: Path) -> None:
             a claim (with the float64 copy the images become) beyond the limit.
     """
     size = file_size(path)
-    try:
-        with path.open("rb") as f:
-            shape, dtype = npy_header(f)
-            offset = f.tell()
-    except (OSError, ValueError, SyntaxError) as e:
-        raise DataError(f"{path}: not a readable .npy array ({e})") from None
+    with decoding(str(path), "not a readable .npy array"), path.open("rb") as f:
+        shape, dtype = npy_header(f)
+        offset = f.tell()
     count = math.prod(shape)
     if dtype.hasobject:
         raise DataError(f"{path}: .npy array of Python objects; expected integers or floats")
@@ -219,89 +229,6 @@ def check_npy_header(path: Path) -> None:
             f"the file holds {size - offset} bytes of data"
         )
     check_claim(path, count * (dtype.itemsize + 8), f".npy header says {shape} of {dtype}")
-
-
-def check_pixels(
-    path: Path | str, width: int, height: int, kind: str, max_pixels: int = MAX_PIXELS
-) -> None:
-    """Refuse a picture larger than `max_pixels`, or than the memory limit allows, before
-    decoding it."""
-    pixels = width * height
-    if pixels > max_pixels:
-        raise DataError(
-            f"{path}: {kind} header says {width}x{height} ({pixels:,} pixels), more than the "
-            f"{max_pixels:,} read; scale the picture down"
-        )
-    check_claim(path, pixels * BYTES_PER_PIXEL, f"{kind} header says {width}x{height}")
-
-
-def read_with_pillow(
-    stream: BinaryIO, where: str, formats: tuple[str, ...], *, max_pixels: int = MAX_PIXELS
-) -> np.ndarray:
-    """Decode a picture with Pillow's decoder for `formats` into (H, W) float64 in [0, 1].
-
-    The header is read first (Pillow's `open` decodes nothing), and its pixel count checked
-    against `max_pixels` and the memory limit; then the first frame is decoded.
-    """
-    try:
-        from PIL import Image, ImageOps
-    except ImportError:
-        raise DataError(f"reading {formats[0]} files needs Pillow: {PILLOW_HINT}") from None
-    try:
-        with warnings.catch_warnings():
-            # Pillow's own guard warns between 89 and 179 million pixels: make it an error.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            opened = Image.open(stream, formats=list(formats))  # reads the header only
-    except Image.DecompressionBombError as e:
-        raise DataError(f"{where}: image header claims too many pixels ({e})") from None
-    except Image.UnidentifiedImageError:  # its message names the stream, not the file
-        raise DataError(f"{where}: not a readable {formats[0]} image (bad header)") from None
-    except (OSError, ValueError, Image.DecompressionBombWarning) as e:
-        raise DataError(f"{where}: not a readable {formats[0]} image ({e})") from None
-    try:
-        with opened:
-            check_pixels(where, *opened.size, opened.format or formats[0], max_pixels)
-            image = ImageOps.exif_transpose(opened)  # phone photos carry their rotation
-            return pillow_gray(image, where)
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{where}: not a readable {formats[0]} image ({e})") from None
-
-
-def pillow_gray(image: Any, where: str = "image") -> np.ndarray:
-    """Turn a Pillow image of any mode into (H, W) float64 in [0, 1], scaled, never clipped.
-
-    - 16-bit samples (modes "I;16*", and "I", in which older Pillows open 16-bit PNGs) are
-      divided by 65535, their own range; mode "I" values outside 0..65535 are refused.
-    - Floating-point samples (mode "F", float TIFFs) are taken as they are when they lie in
-      [0, 1], else mapped linearly from their own minimum and maximum onto [0, 1].
-    - Every other mode (1-bit, 8-bit gray, palette, RGB, CMYK, with or without alpha) is
-      composited over white and turned into 8-bit luma by Pillow, then divided by 255.
-
-    Raises:
-        DataError: samples outside their type's range, or not finite.
-    """
-    from PIL import Image
-
-    if image.mode.startswith("I;16") or image.mode == "I":
-        values = np.asarray(image).astype(np.float64)
-        if values.size and (values.min() < 0 or values.max() > SIXTEEN_BITS):
-            raise DataError(
-                f"{where}: 32-bit integer samples outside 0..{SIXTEEN_BITS}; save the picture "
-                "with 8 or 16 bits per sample"
-            )
-        return values / SIXTEEN_BITS
-    if image.mode == "F":
-        values = np.asarray(image).astype(np.float64)
-        if not np.isfinite(values).all():
-            raise DataError(f"{where}: floating-point samples that are not finite (NaN or inf)")
-        low, high = float(values.min()), float(values.max())
-        if low >= 0 and high <= 1:
-            return values
-        return (values - low) / (high - low) if high > low else np.zeros_like(values)
-    rgba = image.convert("RGBA")
-    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    gray = Image.alpha_composite(white, rgba).convert("L")
-    return np.asarray(gray, np.float64) / 255
 
 
 # ----------------------------------------------------------------------------- normalising

@@ -33,7 +33,7 @@ import numpy as np
 
 from mnist_jax import architecture, interchange
 from mnist_jax.config import Config, config_from_json
-from mnist_jax.errors import CheckpointError, ConfigError
+from mnist_jax.errors import CheckpointError, ConfigError, decoding
 from mnist_jax.limits import check_claim, file_size, size_text
 from mnist_jax.records import checkpoint, committee
 
@@ -138,10 +138,8 @@ def read_header(path: Path) -> tuple[dict[str, Any], int, int]:
                 f"{size_text(size - LENGTH_BYTES)} after it (truncated?)"
             )
         raw = f.read(length)
-    try:
+    with decoding(str(path), "the header is not JSON", CheckpointError):
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise CheckpointError(f"{path}: the header is not JSON ({e})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: the header is not a JSON object")
     return header, LENGTH_BYTES + length, size
@@ -169,10 +167,12 @@ def check_metadata(header: dict[str, Any], where: str) -> tuple[Config, dict[str
     except ValueError:
         raise CheckpointError(f"{where}: format_version and epoch must be whole numbers") from None
     checkpoint.check_format(where, version, epoch, FORMAT_VERSION)
+    invalid = "the config in its metadata is invalid"
     try:
-        config = config_from_json(meta["config"])
+        with decoding(where, invalid, CheckpointError):
+            config = config_from_json(meta["config"])
     except ConfigError as e:
-        raise CheckpointError(f"{where}: the config in its metadata is invalid ({e})") from None
+        raise CheckpointError(f"{where}: {invalid} ({e})") from None
     return config, {"epoch": epoch, "dataset": meta.get("dataset", IMPORTED)}
 
 

@@ -18,7 +18,6 @@ import io
 import json
 import math
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,7 +25,7 @@ import numpy as np
 
 from mnist_jax.architecture import layer_sizes, num_params, optimizer_buffers
 from mnist_jax.config import Config, config_from_json
-from mnist_jax.errors import CheckpointError, ConfigError, MnistJaxError
+from mnist_jax.errors import CheckpointError, ConfigError, MnistJaxError, decoding
 from mnist_jax.files import atomic_write_bytes
 from mnist_jax.limits import check_claim, npy_header, size_text
 
@@ -113,17 +112,17 @@ def load(path: str | Path) -> Checkpoint:
         or meta.nbytes > MAX_META_BYTES
     ):
         raise CheckpointError(f"{path}: checkpoint has no valid metadata")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            # The metadata alone first: its config says what every other member must be,
-            # which is checked against their headers before any of them is inflated.
-            info, epoch = _parse_meta(npz["meta"], path)
-            config = _saved_config(info, path)
-            check_declared(headers, config, str(path))
-            _check_total(path, headers)  # the second line of defence: the memory limit
-            arrays = {name: npz[name] for name in npz.files if name != "meta"}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
+    with (
+        decoding(str(path), "not a readable checkpoint", CheckpointError),
+        np.load(path, allow_pickle=False) as npz,
+    ):
+        # The metadata alone first: its config says what every other member must be,
+        # which is checked against their headers before any of them is inflated.
+        info, epoch = _parse_meta(npz["meta"], path)
+        config = _saved_config(info, path)
+        check_declared(headers, config, str(path))
+        _check_total(path, headers)  # the second line of defence: the memory limit
+        arrays = {name: npz[name] for name in npz.files if name != "meta"}
     num_layers = len(config.hidden) + 1
     params = [
         {"w": arrays[f"params/{i}/w"], "b": arrays[f"params/{i}/b"]} for i in range(num_layers)
@@ -134,12 +133,10 @@ def load(path: str | Path) -> Checkpoint:
 
 def _parse_meta(meta: np.ndarray, path: Path) -> tuple[dict[str, Any], int]:
     """The metadata's JSON and its epoch count, checked for a format this version reads."""
-    try:
+    with decoding(str(path), "checkpoint has no valid metadata", CheckpointError):
         info = json.loads(meta.tobytes().decode())
         version = int(info["format_version"])
         epoch = int(info.get("epoch", 0))
-    except (KeyError, ValueError, TypeError, UnicodeDecodeError, AttributeError, OverflowError):
-        raise CheckpointError(f"{path}: checkpoint has no valid metadata") from None
     check_format(str(path), version, epoch, FORMAT_VERSION)
     return info, epoch
 
@@ -160,10 +157,12 @@ def check_format(where: str, version: int, epoch: int, newest: int) -> None:
 
 
 def _saved_config(info: dict[str, Any], path: Path) -> Config:
+    invalid = "the saved config is invalid"
     try:
-        return config_from_json(json.dumps(info["config"]))
-    except (KeyError, ConfigError) as e:
-        raise CheckpointError(f"{path}: the saved config is invalid ({e})") from None
+        with decoding(str(path), invalid, CheckpointError):
+            return config_from_json(json.dumps(info["config"]))
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {invalid} ({e})") from None
 
 
 def check_members(path: Path) -> dict[str, Header]:
@@ -183,21 +182,18 @@ def check_members(path: Path) -> dict[str, Header]:
             one line naming the file and the figures.
     """
     headers = {}
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                shape, dtype, declared = _npy_header(archive, info)
-                if declared != info.file_size:
-                    raise CheckpointError(
-                        f"{path}: member {info.filename} declares {size_text(info.file_size)} "
-                        f"in the zip directory but its array header says {size_text(declared)}"
-                    )
-                headers[info.filename.removesuffix(".npy")] = Header(shape, dtype)
-    except (
-        OSError, ValueError, SyntaxError, zipfile.BadZipFile, EOFError, zlib.error,
-        NotImplementedError, RuntimeError,  # an unknown compression method; encryption
-    ) as e:  # fmt: skip
-        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
+    with (
+        decoding(str(path), "not a readable checkpoint", CheckpointError),
+        zipfile.ZipFile(path) as archive,
+    ):
+        for info in archive.infolist():
+            shape, dtype, declared = _npy_header(archive, info)
+            if declared != info.file_size:
+                raise CheckpointError(
+                    f"{path}: member {info.filename} declares {size_text(info.file_size)} "
+                    f"in the zip directory but its array header says {size_text(declared)}"
+                )
+            headers[info.filename.removesuffix(".npy")] = Header(shape, dtype)
     return headers
 
 

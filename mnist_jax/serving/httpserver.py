@@ -2,10 +2,12 @@
 
 An application subclasses `Server` and answers complete requests in `route`. Requests are
 parsed strictly; a `BadRequest` is answered with its status and a JSON `{"error": "..."}`:
-400 for a malformed line or header, 411 without a length (or with Transfer-Encoding), 413 for
-a body over `MAX_BODY` bytes, or over what `Server.body_limit` allows a route (refused from its
-headers, never read), 431 for headers over `MAX_HEAD`; at most `MAX_LARGE_BODIES` bodies over
-`MAX_BODY` are received at once, another is answered 503.
+400 for a malformed line or header (a Content-Length of anything but ASCII digits), 411
+without a length (or with Transfer-Encoding), 413 for a body over `MAX_BODY` bytes, or over
+what `Server.body_limit` allows a route (refused from its headers, never read), 431 for
+headers over `MAX_HEAD`; at most `MAX_LARGE_BODIES` bodies over `MAX_BODY` are received at
+once, another is answered 503. Every request that arrives whole gets an answer: an exception
+of the application's own is a 500, logged as one line naming where it was raised.
 
 Slow and many clients. One asyncio event loop receives every request; a connection costs a
 coroutine and its buffers, not a thread. Only a complete request reaches the small pool of
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import socket
 import threading
@@ -34,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 from mnist_jax.errors import MnistJaxError
@@ -49,6 +53,7 @@ MAX_CONNECTIONS = 1000  # open at once; each costs a file descriptor
 WORKERS = 2  # threads that handle complete requests
 SHUTDOWN_GRACE = 10.0  # seconds the requests under way get to finish after SIGTERM
 SPARE_FILES = 64  # descriptors kept for the model, logs and the listening socket
+DIGITS = re.compile(r"[0-9]+")  # a Content-Length: ASCII digits only (not "²", not "٣")
 Log = Callable[[str], None]
 Reply = tuple[HTTPStatus, "dict[str, Any] | bytes"]  # a JSON value or an HTML page
 
@@ -278,8 +283,8 @@ class Server:
                 keep_alive = await self._exchange(reader, writer, client, state)
         except asyncio.CancelledError:
             pass  # shutdown: an idle connection, or one past the grace period
-        except Exception:  # a bug: keep its traceback, but keep serving the others
-            self.log(f"{client} internal error:\n{traceback.format_exc().rstrip()}")
+        except Exception as e:  # a bug: one line saying where, and keep serving the others
+            self.log(f"{client} internal error: {fault(e)}")
         finally:
             self._connections.pop(task, None)
             writer.close()
@@ -301,7 +306,7 @@ class Server:
             return False  # an idle connection timed out or closed: nothing to report
         state.busy = True
         start = time.perf_counter()
-        method, path = "-", "-"
+        method, path, problem = "-", "-", ""
         try:
             try:
                 request = await asyncio.wait_for(self._receive(reader, first), self.timeout)
@@ -322,6 +327,10 @@ class Server:
                     status, reply = await self.route(request)
                 except BadRequest as e:
                     status, reply = e.status, {"error": str(e)}
+                except Exception as e:  # the application's own fault: answered all the same
+                    status, keep_alive = HTTPStatus.INTERNAL_SERVER_ERROR, False
+                    reply = {"error": "the server failed to answer; see its log"}
+                    problem = f" (internal error: {fault(e)})"
             keep_alive = keep_alive and not self._stop_is_set()
             if isinstance(reply, dict):
                 data = json_response(status, reply, close=not keep_alive)
@@ -336,7 +345,7 @@ class Server:
             else:
                 note = ""
             elapsed = (time.perf_counter() - start) * 1000
-            self.log(f"{client} {method} {path} {status.value} {elapsed:.1f} ms{note}")
+            self.log(f"{client} {method} {path} {status.value} {elapsed:.1f} ms{note}{problem}")
             return keep_alive
         finally:
             state.busy = False
@@ -356,9 +365,10 @@ class Server:
         length = headers.get("content-length")
         if length is None and method == "POST":
             raise BadRequest(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length header")
-        if length is not None and not length.isdigit():
+        if length is not None and not DIGITS.fullmatch(length):
             raise BadRequest(HTTPStatus.BAD_REQUEST, "Content-Length must be a whole number")
-        size = int(length or 0)
+        digits = (length or "0").lstrip("0") or "0"
+        size = int(digits) if len(digits) <= 18 else 1 << 62  # int() refuses 4,300 digits
         most = self.body_limit(method, path.split("?", 1)[0])
         if size > most:  # answered from the headers; the body is never read
             raise BadRequest(
@@ -379,6 +389,14 @@ class Server:
             finally:
                 self._large_bodies -= 1
         return Request(method, path, keep_alive, body)
+
+
+def fault(error: Exception) -> str:
+    """One line for an exception of the server's own: what it says and where it was raised."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    text = " ".join(str(error).split())[:200]  # one line
+    return f"{type(error).__name__}{': ' * bool(text)}{text}{where}"
 
 
 def fit_file_limit(max_connections: int, log: Log) -> int:
