@@ -1,6 +1,8 @@
 import importlib.util
 import json
+import subprocess
 import sys
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +11,10 @@ from typer.testing import CliRunner
 
 from mnist_jax.cli.app import app
 from mnist_jax.serving import inference as predict
+from tests.conftest import run_cli
+from tests.test_imagefile import damaged_pictures
 from tests.test_preprocess import LOSSY, USER_FORMATS, drawn, on_paper, pgm_p5, user_files
+from tests.test_reliability import mnist_jax
 from tests.trained_model import (  # noqa: F401 (fixture)
     confident_digit,
     confident_digits,
@@ -139,3 +144,59 @@ def test_predict_cli_reads_16_bit_and_float_files_like_8_bit(smoke_model, tmp_pa
     result = runner.invoke(app, ["predict", str(smoke_model), *chosen, "--json"])
     assert result.exit_code == 0, result.output
     assert [r["digit"] for r in json.loads(result.stdout)] == [label] * 4
+
+
+# --- damaged and large pictures through the command itself
+
+
+@pytest.mark.parametrize("name", ["png-broken-chunk", "jpeg-first-20-bytes", "jpeg-ffd8ffd9"])
+def test_predict_on_a_damaged_picture_is_one_line_exit_2(smoke_model, tmp_path, name):
+    path = tmp_path / f"{name}.{name.split('-')[0]}"
+    path.write_bytes(damaged_pictures()[name])
+    result = run_cli(["predict", str(smoke_model), str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(f"error: {path}: not a readable ")
+
+
+@pytest.mark.parametrize("name", ["tiff-truncated-lzw", "tiff-corrupt-strip"])
+def test_nothing_but_the_line_reaches_a_real_stderr(smoke_model, tmp_path, name):
+    """In a real process: Pillow's warnings and libtiff's own messages never show."""
+    path = tmp_path / f"{name}.tif"
+    path.write_bytes(damaged_pictures()[name])
+    done = mnist_jax("predict", str(smoke_model), str(path))
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"error: {path}: not a readable TIFF image (")
+
+
+PEAKS = """
+import re, sys
+from mnist_jax.cli.app import main
+def peak(): return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read())[1])
+model, small, large = sys.argv[1:]
+assert main(["predict", model, small]) == 0
+before = peak()
+assert main(["predict", model, large]) == 0
+print(before, peak())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc")
+def test_a_picture_at_the_pixel_cap_costs_predict_a_few_bytes_a_pixel(smoke_model, tmp_path):
+    """VmHWM of predict on a 25-megapixel PNG, beyond its peak on a small one: Pillow's 25 MB
+    gray picture and the reduced floats (969 MB before decoding was reduced and in strips)."""
+    from PIL import Image
+
+    digit, label = confident_digit(smoke_model)
+    Image.fromarray(on_paper(digit)).save(tmp_path / "small.png")
+    Image.fromarray(on_paper(digit)).resize((5000, 5000)).save(tmp_path / "large.png")
+    pictures = [str(tmp_path / "small.png"), str(tmp_path / "large.png")]
+    done = subprocess.run(
+        [sys.executable, "-c", PEAKS, str(smoke_model), *pictures],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(f"  {label}   ") == 2  # both read as the digit drawn
+    before, after = map(int, done.stdout.split()[-2:])  # kB
+    assert (after - before) * 1024 < 4 * 25_000_000

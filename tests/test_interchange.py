@@ -197,7 +197,18 @@ def spoilt(header, data, case):
         return pack(header, data)[: 8 + 100]
     if case == "header not JSON":
         return struct.pack("<Q", 4) + b"{{{{" + data
-    if case == "no metadata":
+    if case == "a header integer of 5,000 digits":  # JSON, which Python's int() refuses
+        raw = (
+            json.dumps(header)
+            .encode()
+            .replace(b'"layers.0.w"', b'"x": ' + b"9" * 5000 + b', "layers.0.w"')
+        )
+        return struct.pack("<Q", len(raw)) + raw + data
+    if case == "a config nested 100,000 deep":
+        header["__metadata__"]["config"] = "[" * 100_000 + "]" * 100_000
+    elif case == "a config integer of 5,000 digits":
+        header["__metadata__"]["config"] = json.dumps(config)[:-1] + ', "seed": ' + "9" * 5000 + "}"
+    elif case == "no metadata":
         del header["__metadata__"]
     elif case == "another format":
         header["__metadata__"]["format"] = "pt"
@@ -235,6 +246,9 @@ HOSTILE = {
     "huge header length": "its header length says 4,611,686.0 TB, more than a model's header",
     "header length past the end": "(truncated?)",
     "header not JSON": "the header is not JSON",
+    "a header integer of 5,000 digits": "the header is not JSON (Exceeds the limit (4300 digits)",
+    "a config nested 100,000 deep": "metadata is invalid (saved config: not valid JSON (nested too",
+    "a config integer of 5,000 digits": "invalid (saved config: not valid JSON (Exceeds the limit",
     "no metadata": "no __metadata__ of strings",
     "another format": "its metadata has no mnist-jax config (format 'pt')",
     "newer format": "written by a newer mnist-jax (format 2",

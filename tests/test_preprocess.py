@@ -177,6 +177,7 @@ def test_blank_image_is_a_data_error():
         (b"P2\n2 2\n9\n1 2 3", "exactly 4"),
         (b"P2\n2 2\n9\n1 2 3 10", "above maxval"),
         (b"P2\n2 2\n9\n1 2 # no\n 3 4", "exactly 4"),  # no comments inside the raster
+        (b"P2 1001 1000 255\n0", r"plain PGM \(P2\) header says 1001x1000 .* than the 1,000,000"),
         (b"GIF89a....", "not a readable GIF image"),  # a GIF's signature, then nothing
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 30, "not a readable PNG image"),
         (b"%!PS-Adobe-3.0 EPSF-3.0", "not a PNG, JPEG, TIFF, BMP, GIF, WebP, PGM"),

@@ -285,6 +285,17 @@ def as_meta(info: dict) -> np.ndarray:
     return np.frombuffer(json.dumps(info).encode(), np.uint8)
 
 
+def deep_meta(depth: int) -> np.ndarray:
+    """Metadata JSON whose config is nested `depth` lists deep."""
+    text = '{"format_version": 1, "epoch": 1, "config": ' + "[" * depth + "]" * depth + "}"
+    return np.frombuffer(text.encode(), np.uint8)
+
+
+def long_number_meta() -> np.ndarray:
+    """Metadata JSON whose epoch is an integer of 5,000 digits."""
+    return np.frombuffer(b'{"format_version": 1, "epoch": ' + b"7" * 5000 + b"}", np.uint8)
+
+
 def test_resume_with_another_architecture_names_the_shape(tmp_path):
     save_fake(tmp_path / "run")
     result = runner.invoke(app, ["train", "--resume", str(tmp_path / "run"), "--hidden", "64"])
@@ -312,6 +323,9 @@ def test_eval_of_a_checkpoint_whose_config_disagrees_with_its_arrays(tmp_path):
         (lambda p: rewrite_npz(p, meta=np.frombuffer(b"\xff\xfe", np.uint8)), "no valid meta"),
         (lambda p: rewrite_npz(p, meta=as_meta({"format_version": 99})), "newer mnist-jax"),
         (lambda p: rewrite_npz(p, meta=as_meta([1, 2])), "no valid metadata"),
+        # what Python's json refuses with other errors than JSONDecodeError
+        (lambda p: rewrite_npz(p, meta=deep_meta(100_000)), "no valid metadata (nested too deep"),
+        (lambda p: rewrite_npz(p, meta=long_number_meta()), "no valid metadata (Exceeds the limit"),
         (
             lambda p: rewrite_npz(p, **{"params/0/w": np.zeros((784, 32), np.float64)}),
             "layer 0 w is float64, the config asks for float32",

@@ -1,6 +1,9 @@
 import base64
 import http.client
+import importlib.util
+import io
 import json
+import platform
 import re
 import resource
 import shutil
@@ -21,8 +24,15 @@ from mnist_jax.cli.app import app
 from mnist_jax.data import mnist, preprocess
 from mnist_jax.serving import httpserver, serve
 from mnist_jax.serving.inference import load_image_predictor, load_predictor
+from tests.conftest import ROOT
+from tests.test_imagefile import damaged_pictures
 from tests.test_preprocess import LOSSY, USER_FORMATS, drawn, on_paper, user_files
 from tests.trained_model import confident_digit, trained_smoke_model  # noqa: F401 (fixture)
+
+# scripts/decode_memory.py: the picture at the caps it measures serve with
+spec = importlib.util.spec_from_file_location("decode_memory", ROOT / "scripts/decode_memory.py")
+decode_memory = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(decode_memory)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +45,8 @@ def server(smoke_model):
     httpd.server_close()
 
 
-def call(address, method, path, body=None, headers=None):
-    connection = http.client.HTTPConnection(*address, timeout=30)
+def call(address, method, path, body=None, headers=None, timeout=30):
+    connection = http.client.HTTPConnection(*address, timeout=timeout)
     try:
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
@@ -148,6 +158,34 @@ def test_bad_uploads_are_one_line_400_or_413(server, uploads, monkeypatch):
     assert reply.startswith(b"HTTP/1.1 413 ") and b"4,194,304-byte limit" in reply
 
 
+@pytest.mark.parametrize("name", ["png-broken-chunk", "jpeg-first-20-bytes", "jpeg-ffd8ffd9"])
+def test_a_damaged_upload_is_a_one_line_400(server, name):
+    status, _, raw = call(server, "POST", "/predict/file", damaged_pictures()[name])
+    error = json.loads(raw)["error"]
+    assert status == 400 and error.startswith("upload: not a readable ") and "\n" not in error
+
+
+def test_a_fault_of_the_servers_own_is_a_500_and_one_log_line():
+    def broken(images: np.ndarray) -> np.ndarray:
+        raise RuntimeError("the model\nfell over")
+
+    lines: list[str] = []
+    httpd = serve.make_server(broken, log=lines.append)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        _, (body,) = sample_canvases(1)
+        status, _, raw = call(httpd.server_address[:2], "POST", "/predict", body)
+        assert status == 500 and "see its log" in json.loads(raw)["error"]
+        assert call(httpd.server_address[:2], "GET", "/")[0] == 200  # and it serves on
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    [line] = [line for line in lines if " 500 " in line]
+    assert line.startswith("127.0.0.1 POST /predict 500 ")
+    assert "(internal error: RuntimeError: the model fell over at test_serve.py:" in line
+    assert not any("\n" in line for line in lines)
+
+
 def test_large_uploads_at_once_are_bounded(server, uploads, monkeypatch):
     files, _ = uploads
     monkeypatch.setattr(httpserver, "MAX_LARGE_BODIES", 0)  # as if that many were under way
@@ -251,7 +289,7 @@ class LiveServer:
         self.lines: list[str] = []
         self.changed = threading.Condition()
         threading.Thread(target=self._collect, daemon=True).start()
-        found = self.wait_for(r"http://([\d.]+):(\d+)/", 120)
+        found = self.wait_for(r"http://([\d.]+):(\d+)/", 600)
         self.address = (found[1], int(found[2]))
 
     def _collect(self) -> None:
@@ -375,6 +413,47 @@ def test_memory_stays_flat_over_a_thousand_predictions(live):
     grown_kib = live.status("VmRSS") - before
     connection.close()
     assert grown_kib < 8 * 1024  # keeping each 26 KiB body would add 26 MiB
+
+
+@pytest.fixture(scope="module")
+def patient(smoke_model):
+    """A live server with a long --timeout: large uploads decoded one after another on a busy
+    machine are all received and answered."""
+    server = LiveServer(smoke_model, "--timeout", "120")
+    yield server
+    assert server.stop() == 0
+
+
+@pytest.mark.parametrize(
+    "uploads",
+    [
+        2,  # both worker threads decoding
+        pytest.param(httpserver.MAX_LARGE_BODIES, marks=pytest.mark.long),  # every slot
+    ],
+)
+def test_uploads_at_the_pixel_cap_at_once_take_bounded_memory(patient, uploads):
+    """4 MB 4000x4000 colour PNGs, all at once: the server's peak grows by what one picture
+    at the caps takes to decode (1,076 MB for 8 before), and its memory goes back after."""
+    live = patient
+    buffer = io.BytesIO()
+    decode_memory.large_upload().save(buffer, "png")
+    body = buffer.getvalue()
+    assert httpserver.MAX_BODY < len(body) <= serve.MAX_UPLOAD  # a large body, within limits
+    peak, resident = live.status("VmHWM"), live.status("VmRSS")
+    replies = [None] * uploads
+
+    def client(i: int) -> None:  # decoded one after another: a busy machine takes a while
+        replies[i] = call(live.address, "POST", "/predict/file", body, timeout=300)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(uploads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [reply and reply[0] for reply in replies] == [200] * uploads
+    assert (live.status("VmHWM") - peak) * 1024 < 200_000_000
+    if platform.libc_ver()[0] == "glibc":  # buffers handed back (`hand_back_large_buffers`)
+        assert (live.status("VmRSS") - resident) * 1024 < 64_000_000
 
 
 def test_fifty_concurrent_clients_get_the_models_own_answers(live, smoke_model):
@@ -516,6 +595,8 @@ def test_connections_over_the_bound_are_503(smoke_model):
         (b"POST /predict HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400),
         (b"POST /predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411),
         (b"POST /predict HTTP/1.1\r\n\r\n", 411),
+        (b"POST /predict HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n", 400),  # isdigit(), not int()
+        (b"POST /predict HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", 413),
         (b"PUT /predict HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 405),
     ],
 )

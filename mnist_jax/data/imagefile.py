@@ -79,15 +79,15 @@ def read_with_pillow(
     with decoding(where, f"not a readable {kind} image"):
         opened = open_header(image_module, stream, where, openers(formats))
         with opened:
-            kind = opened.format or kind
             width, height = opened.size
-            check_pixels(where, width, height, kind, max_pixels)
+            picture = f"{width}x{height} {opened.mode} {opened.format or kind}"
+            check_pixels(where, width, height, opened.format or kind, max_pixels)
             coefficients = jpeg_coefficient_bytes(opened)  # at full size, before `draft`
             factor = reduction(width, height)
-            if factor > 1 and kind in ("JPEG", "MPO"):
+            if factor > 1 and opened.format in ("JPEG", "MPO"):
                 opened.draft("L", (-(-width // factor), -(-height // factor)))
                 factor = reduction(*opened.size)
-            check_decode(where, opened, kind, decode_bytes(opened) + coefficients)
+            check_decode(where, picture, decode_bytes(opened) + coefficients)
             gray = pillow_gray(opened, where, factor)
             transpose = TRANSPOSES.get(opened.getexif().get(ORIENTATION))
     return transpose(gray) if transpose else gray
@@ -115,8 +115,10 @@ def open_header(image_module: Any, stream: BinaryIO, where: str, formats: list[s
     """Open a picture with Pillow (which reads its header, nothing more).
 
     Raises:
-        DataError: no decoder for it, a header Pillow does not take, or one claiming more
-            pixels than Pillow's own decompression-bomb guard allows.
+        DataError: no decoder for it, or a header claiming more pixels than Pillow's own
+            decompression-bomb guard allows.
+        OSError: "bad header", a header Pillow does not take (for `decoding` to report, with
+            what Pillow warned of).
     """
     if not formats:
         raise DataError(f"{where}: this Pillow cannot open these pictures; upgrade Pillow")
@@ -125,7 +127,7 @@ def open_header(image_module: Any, stream: BinaryIO, where: str, formats: list[s
     except image_module.DecompressionBombError as e:
         raise DataError(f"{where}: image header claims too many pixels ({e})") from None
     except image_module.UnidentifiedImageError:  # its message names the stream, not the file
-        raise DataError(f"{where}: not a readable {formats[0]} image (bad header)") from None
+        raise OSError("bad header") from None
 
 
 def check_pixels(
@@ -182,17 +184,16 @@ def jpeg_coefficient_bytes(image: Any) -> int:
     return int(image.size[0] * image.size[1] * share) * 2
 
 
-def check_decode(where: str, image: Any, kind: str, held: int) -> None:
-    """Refuse a picture whose decoding would hold more than DECODE_BYTES (or than the memory
-    limit), before decoding it."""
-    width, height = image.size
+def check_decode(where: str, picture: str, held: int) -> None:
+    """Refuse a picture (described as "WxH MODE FORMAT") whose decoding would hold `held`
+    bytes, more than DECODE_BYTES or the memory limit, before decoding it."""
     if held > DECODE_BYTES:
         raise DataError(
-            f"{where}: a {width}x{height} {image.mode} {kind} picture takes {size_text(held)} "
-            f"to decode, more than the {size_text(DECODE_BYTES)} a picture may take; scale it "
-            "down, or save it as 8-bit gray PNG"
+            f"{where}: decoding this {picture} picture takes {size_text(held)}, more than the "
+            f"{size_text(DECODE_BYTES)} a picture may take; scale it down, or save it as 8-bit "
+            "gray PNG"
         )
-    check_claim(where, held, f"{kind} header says {width}x{height}")
+    check_claim(where, held, f"decoding this {picture} picture takes")
 
 
 def reduction(width: int, height: int, budget: int = REDUCED_PIXELS) -> int:

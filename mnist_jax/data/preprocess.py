@@ -275,9 +275,12 @@ def to_mnist(image: np.ndarray, where: str = "image") -> np.ndarray:
     contrast = float(image.max()) - background
     if contrast < MIN_CONTRAST:
         raise DataError(f"{where}: the image is blank (no digit found)")
-    ink = np.clip((image - background) / contrast, 0, 1)
-    rows = np.flatnonzero((ink > INK).any(axis=1))
-    cols = np.flatnonzero((ink > INK).any(axis=0))
+    ink = image - background  # in place from here on: one (H, W) float copy at a time
+    ink /= contrast
+    np.clip(ink, 0, 1, out=ink)
+    inked = ink > INK
+    rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
+    del inked
     digit = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     height, width = digit.shape
     scale = BOX / max(height, width)

@@ -368,13 +368,14 @@ class Server:
         if length is not None and not DIGITS.fullmatch(length):
             raise BadRequest(HTTPStatus.BAD_REQUEST, "Content-Length must be a whole number")
         digits = (length or "0").lstrip("0") or "0"
-        size = int(digits) if len(digits) <= 18 else 1 << 62  # int() refuses 4,300 digits
         most = self.body_limit(method, path.split("?", 1)[0])
-        if size > most:  # answered from the headers; the body is never read
-            raise BadRequest(
+        if len(digits) > len(str(most)) or int(digits) > most:  # never int() of 5,000 digits
+            shown = f"{int(digits):,} bytes" if len(digits) < 20 else f"{len(digits):,} digits"
+            raise BadRequest(  # answered from the headers; the body is never read
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"body of {size:,} bytes is over the {most:,}-byte limit",
+                f"body of {shown} is over the {most:,}-byte limit",
             )
+        size = int(digits)
         if size <= MAX_BODY:
             body = await reader.readexactly(size) if size else b""
         elif self._large_bodies >= MAX_LARGE_BODIES:
