@@ -76,7 +76,15 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "784-32-10" in result.output and "9,167 train" in result.output
-    assert not (tmp_path / "o" / "checkpoint.npz").exists()
+    assert not (tmp_path / "o").exists()  # not even an empty run folder
+
+
+def test_a_dry_run_into_an_unwritable_place_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    args = ["train", "--config", str(SMOKE), "--dry-run", "--out", str(tmp_path / "file" / "o")]
+    result = run_cli(args)
+    assert result.exit_code != 0 and "cannot write to the run folder" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

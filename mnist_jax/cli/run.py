@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import signal
 import threading
@@ -88,7 +89,7 @@ def train_command(
                 "or choose another --out"
             )
     if lead:
-        check_writable(out)
+        check_writable(out, create=not dry_run)
         check_free_space(out, config)
     jax_device = runtime.placement(device, devices)  # turns on the compilation cache too
     from mnist_jax.training import trainer
@@ -187,8 +188,27 @@ def _quiet(line: str) -> None:
     """The log of processes other than 0: their epochs are process 0's."""
 
 
-def check_writable(out: Path) -> None:
-    """Fail before training if the run folder cannot be created or written."""
+def nearest_existing(path: Path) -> Path:
+    """`path`, or the nearest folder above it that exists."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_writable(out: Path, create: bool = True) -> None:
+    """Fail before training if the run folder cannot be created or written.
+
+    With `create` False (a dry run) nothing is made: the folder, or the nearest one above it
+    that exists, must be a folder this process may write in.
+    """
+    if not create:
+        there = nearest_existing(out.absolute())
+        if not there.is_dir() or not os.access(there, os.W_OK | os.X_OK):
+            raise MnistJaxError(
+                f"cannot write to the run folder {out}: {there} is not a folder "
+                "this process may write in"
+            )
+        return
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -201,7 +221,7 @@ def check_writable(out: Path) -> None:
 def check_free_space(out: Path, config: Config) -> None:
     """Fail before training if the run folder's disk cannot hold two checkpoints."""
     needed = 2 * checkpoint.expected_bytes(config) + SPACE_MARGIN_BYTES
-    free = shutil.disk_usage(out).free
+    free = shutil.disk_usage(nearest_existing(out.absolute())).free
     if free < needed:
         raise MnistJaxError(
             f"not enough free space for the run folder {out}: {free / 1e6:,.1f} MB free, "
