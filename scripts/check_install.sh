@@ -3,7 +3,8 @@
 # virtual environments and run scripts/smoke.sh from a folder outside the checkout:
 #   1. the oldest and the newest supported Python, with the newest dependencies pip picks;
 #   2. the oldest Python with every dependency at the lowest version pyproject.toml allows
-#      (pinned by scripts/lowest_requirements.py).
+#      (pinned by scripts/lowest_requirements.py), the images and safetensors extras included;
+#      there the tests of the file readers run too (every format, the decoder boundary, the fuzz).
 # Building and installing must print no warning. Any failure exits non-zero.
 #
 #   scripts/check_install.sh            Pythons from pyenv (3.11.7 and 3.13.0)
@@ -57,9 +58,13 @@ done
 
 echo "=== the lowest declared dependency versions: $("$OLDEST_PYTHON" --version)"
 "$work/build/bin/python" "$root/scripts/lowest_requirements.py" "$root/pyproject.toml" \
-    | tee "$work/lowest.txt"
+    --extra images --extra safetensors | tee "$work/lowest.txt"
 fresh_venv "$OLDEST_PYTHON" "$work/venv-lowest"
 pip_without_warnings "$work/venv-lowest/bin/pip" install --quiet "$wheel" -r "$work/lowest.txt"
-"$work/venv-lowest/bin/pip" list 2>/dev/null | grep -iE "^(jax|jaxlib|optax|numpy|typer|rich|click) "
+"$work/venv-lowest/bin/pip" list 2>/dev/null | grep -iE "^(jax|jaxlib|optax|numpy|typer|rich|click|pillow|safetensors) "
 bash "$root/scripts/smoke.sh" "$work/venv-lowest/bin"
+echo "=== the file readers' tests with the lowest Pillow and safetensors the extras allow"
+pip_without_warnings "$work/venv-lowest/bin/pip" install --quiet pytest hypothesis
+(cd "$root" && "$work/venv-lowest/bin/python" -m pytest -q -p no:cacheprovider \
+    tests/test_imagefile.py tests/test_decoders.py)
 echo "=== install checks passed"

@@ -2,15 +2,16 @@
 
 Each `name>=X` becomes `name==X` (environment markers kept), and jaxlib is pinned with jax, so
 installing the output tests the oldest versions the project claims to support. A dependency
-without a `>=` lower bound is an error: every declared range must say where it starts.
+without a `>=` lower bound is an error: every declared range must say where it starts. Each
+`--extra NAME` adds that optional extra's dependencies, pinned the same way.
 
-    python scripts/lowest_requirements.py [pyproject.toml] > lowest.txt
+    python scripts/lowest_requirements.py [pyproject.toml] [--extra images] > lowest.txt
 """
 
 from __future__ import annotations
 
+import argparse
 import re
-import sys
 import tomllib
 from pathlib import Path
 
@@ -44,11 +45,19 @@ def lowest_pins(dependencies: list[str]) -> list[str]:
     return pins
 
 
-def main() -> None:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "pyproject.toml"
-    with path.open("rb") as f:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pyproject", nargs="?", type=Path, default=ROOT / "pyproject.toml")
+    parser.add_argument("--extra", action="append", default=[], help="an optional extra's name")
+    options = parser.parse_args(argv)
+    with options.pyproject.open("rb") as f:
         project = tomllib.load(f)["project"]
-    print("\n".join(lowest_pins(project["dependencies"])))
+    extras = project.get("optional-dependencies", {})
+    unknown = sorted(set(options.extra) - set(extras))
+    if unknown:
+        parser.error(f"no such extra in {options.pyproject}: {', '.join(unknown)}")
+    dependencies = project["dependencies"] + [d for name in options.extra for d in extras[name]]
+    print("\n".join(lowest_pins(dependencies)))
 
 
 if __name__ == "__main__":
