@@ -66,6 +66,7 @@ def one_gradient(config: Config, splits: data.Splits) -> tuple[float, list]:
 
 
 @pytest.mark.parametrize("hidden", [(10,), (64,)])  # narrow: the barrier path; wide: plain
+@pytest.mark.long
 def test_cpu_tricks_and_plain_path_give_the_same_gradients(hidden):
     # 5,000 training images in full batch: two pairs of 1,024-row chunks and a remainder.
     base = Config(dataset="sample", train_size=5000, validation_size=0, hidden=hidden,

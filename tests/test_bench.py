@@ -11,6 +11,7 @@ from mnist_jax.tools import bench, measure
 @pytest.mark.option("bench", "--json")
 @pytest.mark.option("bench", "--write-json")
 @pytest.mark.option("bench", "--quick")
+@pytest.mark.long
 def test_quick_benchmark_writes_every_column_as_json(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(
@@ -61,6 +62,7 @@ def test_unknown_workload_is_a_config_error():
         bench.run_benchmark(["huge"])
 
 
+@pytest.mark.long
 def test_the_bench_script_is_the_bench_command():
     import subprocess
     import sys
@@ -78,6 +80,7 @@ def test_the_bench_script_is_the_bench_command():
 
 
 @pytest.mark.option("bench", "--data")
+@pytest.mark.long
 def test_bench_takes_its_sizes_from_a_dataset_that_is_not_mnist(tmp_path):
     from tests.conftest import run_cli
     from tests.test_owndata import stroke_folder
@@ -97,6 +100,7 @@ def test_bench_takes_its_sizes_from_a_dataset_that_is_not_mnist(tmp_path):
 
 @pytest.mark.option("bench", "--repeats")
 @pytest.mark.option("bench", "--target-accuracy")
+@pytest.mark.long
 def test_time_to_accuracy_races_one_seed_per_repeat_to_the_target(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(
@@ -130,6 +134,7 @@ def test_a_target_accuracy_outside_0_1_is_one_line():
     assert done.stderr.strip().splitlines()[-1].startswith("error: --target-accuracy")
 
 
+@pytest.mark.long
 def test_augment_workload_times_distorted_epochs_beside_the_plain_one():
     options = bench.Options(repeats=1, quick=True)
     source = {"dataset": "sample"}

@@ -106,6 +106,7 @@ def mnist_folder(tmp_path: Path, images: bytes | None = None, zeros: int = 0) ->
     return folder
 
 
+@pytest.mark.long
 def test_a_gzip_inflating_far_past_its_honest_header_stops_at_the_header(tmp_path):
     # 60,000 images honestly declared (47 MB), then 1 GiB of zeros: a few MB on disk.
     folder = mnist_folder(tmp_path, idx_head(60_000, 28, 28), 1024 * MB)
@@ -115,6 +116,7 @@ def test_a_gzip_inflating_far_past_its_honest_header_stops_at_the_header(tmp_pat
     assert peak < 600 * MB  # the interpreter and NumPy, plus the 47 MB the header claims
 
 
+@pytest.mark.long
 def test_an_idx_header_claiming_billions_of_images_is_refused_before_allocating(tmp_path):
     folder = mnist_folder(tmp_path, idx_head(4_000_000_000, 28, 28), 0)
     code, err, peak = run_child(["train", "--data-dir", str(folder), "--out", str(tmp_path / "r")])
@@ -122,6 +124,7 @@ def test_an_idx_header_claiming_billions_of_images_is_refused_before_allocating(
     assert peak < 500 * MB
 
 
+@pytest.mark.long
 def test_a_raw_idx_file_longer_than_its_header_names_both_sizes(tmp_path):
     folder = mnist_folder(tmp_path, idx_head(60_000, 28, 28), 0)
     raw = folder / "train-images-idx3-ubyte"
@@ -151,6 +154,7 @@ def npy_head(shape: tuple[int, ...], dtype: str = "|u1") -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode()
 
 
+@pytest.mark.long
 def test_a_npy_claiming_a_billion_images_is_refused_before_allocating(tmp_path, small_checkpoint):
     fake = tmp_path / "digits.npy"
     fake.write_bytes(npy_head((1_000_000_000, 28, 28)) + bytes(784))
@@ -176,6 +180,7 @@ def png_header_only(width: int, height: int) -> bytes:
 
 
 @pytest.mark.parametrize("side", [30_000, 8_000])  # past Pillow's guard; past ours only
+@pytest.mark.long
 def test_a_huge_png_is_refused_from_its_header(tmp_path, small_checkpoint, side):
     pytest.importorskip("PIL")
     png = tmp_path / "big.png"
@@ -185,6 +190,7 @@ def test_a_huge_png_is_refused_from_its_header(tmp_path, small_checkpoint, side)
     assert peak < 600 * MB
 
 
+@pytest.mark.long
 def test_a_checkpoint_member_larger_than_its_zip_entry_is_refused(tmp_path):
     path = tmp_path / "checkpoint.npz"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -261,6 +267,7 @@ def test_the_hostile_checkpoint_really_declares_gigabytes_in_a_few_megabytes(hos
 @pytest.mark.parametrize(
     "command", [["eval"], ["predict", "DIGIT"], ["serve", "--port", "0"], ["theta", "export"]]
 )
+@pytest.mark.long
 def test_a_checkpoint_member_larger_than_its_config_is_refused_before_inflating(
     hostile_checkpoint, tmp_path, command
 ):
@@ -275,6 +282,7 @@ def test_a_checkpoint_member_larger_than_its_config_is_refused_before_inflating(
     assert peak < 300 * MB
 
 
+@pytest.mark.long
 def test_a_csv_that_inflates_past_the_limit_is_refused(tmp_path):
     path = tmp_path / "train.csv.gz"
     zeros_gzip(path, b"label," + b"0," * 100, 64 * MB)
@@ -285,6 +293,7 @@ def test_a_csv_that_inflates_past_the_limit_is_refused(tmp_path):
     assert peak < 600 * MB
 
 
+@pytest.mark.long
 def test_a_mat_element_inflating_past_its_declared_size_is_refused(tmp_path):
     pytest.importorskip("scipy")
     inner = zlib.compressobj(9)
@@ -308,6 +317,7 @@ def test_a_huge_toml_is_refused_without_parsing(tmp_path):
     assert "larger than" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.long
 def test_a_model_too_large_for_the_machine_stops_before_allocating(tmp_path):
     args = ["train", "--config", str(SMOKE), "--hidden", "3000000", "--out", str(tmp_path / "r")]
     code, err, peak = run_child(args)
@@ -383,6 +393,7 @@ print(json.dumps({"growth": after - before, "estimate": plan.total, "compiled": 
 """
 
 
+@pytest.mark.long
 def test_the_estimate_is_within_a_factor_of_two_of_the_measured_peak():
     # Two 4096-wide layers: 20 M parameters, so the run's own arrays (about 270 MB by the
     # estimate) dominate JAX's compile-time overhead (about 90 MB on its own).

@@ -21,6 +21,7 @@ def trained(cli_smoke_run):
     return cli_smoke_run
 
 
+@pytest.mark.long
 def test_train_prints_epochs_and_test_accuracy(trained):
     out, output = trained
     assert "epoch 1/1" in output
@@ -160,6 +161,7 @@ def test_every_command_that_reads_a_dataset_takes_the_same_data_options():
     assert len(set(helps.values())) == 1, helps  # one declaration, one help text
 
 
+@pytest.mark.long
 def test_eval_and_plot_read_another_source_through_the_same_options(trained, tmp_path):
     out, _ = trained
     sample = str(Path(__file__).resolve().parents[1] / "mnist_jax" / "sample")
@@ -177,6 +179,7 @@ def test_eval_and_plot_read_another_source_through_the_same_options(trained, tmp
     assert all(Path(line).exists() for line in drawn.stdout.split())
 
 
+@pytest.mark.long
 def test_dry_run_names_the_step_size_each_optimiser_really_uses():
     from tests.conftest import run_cli
 

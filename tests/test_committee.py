@@ -69,6 +69,7 @@ def eval_json(path, *args):
 
 @pytest.mark.option("committee", "--out")
 @pytest.mark.option("committee", "--json")
+@pytest.mark.long
 def test_a_committee_of_one_run_is_that_run_and_outlives_it(smoke_model, evaluated, tmp_path):
     run, out = tmp_path / "run", tmp_path / "committee"
     shutil.copytree(smoke_model, run)
@@ -97,6 +98,7 @@ def test_a_committee_of_a_run_with_itself_is_that_run(smoke_model, evaluated, tm
     assert [m.accuracy for m in twice.members] == [alone.accuracy] * 2
 
 
+@pytest.mark.long
 def test_each_member_standardises_the_pixels_its_own_way(smoke_model, scaled, mixed, evaluated):
     members = [checkpoint.load(run).config.input_norm for run in (smoke_model, scaled)]
     assert members == ["standardize", "scale"]
@@ -153,6 +155,7 @@ def test_members_of_another_input_size_or_classes_are_one_line(
     assert not out.exists()
 
 
+@pytest.mark.long
 def test_a_committee_member_an_used_out_or_a_damaged_manifest_are_one_line(
     smoke_model, mixed, tmp_path
 ):

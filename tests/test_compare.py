@@ -22,6 +22,7 @@ def rows():
     return compare.compare(config, ("sigmoid", "tanh", "relu"), log=lambda _: None)
 
 
+@pytest.mark.long
 def test_each_activation_learns_and_gets_its_own_row(rows):
     assert [r["activation"] for r in rows] == ["sigmoid", "tanh", "relu"]
     # Seeds 0-4 give test errors of 0.47-0.58 (sigmoid), 0.20-0.25 (tanh) and 0.18-0.21
@@ -38,6 +39,7 @@ def test_each_activation_learns_and_gets_its_own_row(rows):
     assert len({r["final_loss"] for r in rows}) == 3
 
 
+@pytest.mark.long
 def test_table_has_one_line_per_activation(rows):
     lines = compare.format_table(rows)
     assert lines[0].split() == ["activation", "train", "error", "test", "error", "final",
@@ -46,8 +48,13 @@ def test_table_has_one_line_per_activation(rows):
     assert f"{rows[2]['test_error']:.2%}" in lines[3]
 
 
-def test_plot_draws_a_png(rows, tmp_path):
+def test_plot_draws_a_png_of_the_curves_it_is_given(tmp_path):
     pytest.importorskip("matplotlib")
+    rows = [
+        {"activation": "sigmoid", "losses": [2.3, 1.1, 0.7]},
+        {"activation": "tanh"},  # diverged: no curve, still no error
+        {"activation": "relu", "losses": [1.9, 0.4, 0.2]},
+    ]
     path = tmp_path / "losses.png"
     compare.plot_losses(rows, path, title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -72,6 +79,7 @@ def test_activation_list_is_checked():
 
 
 @pytest.mark.option("compare", "--out")
+@pytest.mark.long
 def test_compare_runs_on_a_dataset_that_is_not_mnist(tmp_path):
     from mnist_jax.records import checkpoint
     from tests.conftest import run_cli
@@ -101,6 +109,7 @@ def test_compare_runs_on_a_dataset_that_is_not_mnist(tmp_path):
     assert f"tensorboard --logdir {tmp_path / 'runs'}" in result.stderr
 
 
+@pytest.mark.long
 def test_a_diverged_activation_is_marked_and_the_others_still_compared(monkeypatch):
     from mnist_jax import api
     from mnist_jax.errors import Diverged

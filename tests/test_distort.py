@@ -42,6 +42,7 @@ def leaves_equal(a, b) -> bool:
     return all(np.asarray(x).tobytes() == np.asarray(y).tobytes() for x, y in pairs)
 
 
+@pytest.mark.long
 def test_zero_strength_trains_bit_for_bit_as_no_distortion():
     plain = load_config(SMOKE, {"epochs": 1, "hidden": [16], "train_size": 3000})
     off = mnist_jax.train(plain, log=lambda _: None)
@@ -53,6 +54,7 @@ def test_zero_strength_trains_bit_for_bit_as_no_distortion():
     assert not leaves_equal(off.params, on.params)
 
 
+@pytest.mark.long
 def test_a_zero_field_returns_the_images_exactly(digits):
     for kind in (distort.affine(0, 0, 0, 0), distort.elastic(0.0, 4.0)):
         out = distort.apply(kind, jax.random.key(3), jnp.asarray(digits))
@@ -71,6 +73,7 @@ def test_the_same_key_gives_the_same_images_and_another_key_others(digits):
     assert (changed > 50).all()  # every image differs, by far more than rounding
 
 
+@pytest.mark.long
 def test_elastic_offsets_have_the_spread_of_simards_blurred_uniform_field():
     for alpha, sigma in [(34.0, 4.0), (8.0, 6.0)]:
         offsets = field(distort.elastic(alpha, sigma))  # (2000, 2, 28, 28)
@@ -147,6 +150,7 @@ def test_the_distortion_key_depends_on_the_epoch_and_the_batch_only():
     assert jax.random.key_data(other).tolist() != jax.random.key_data(same[0]).tolist()
 
 
+@pytest.mark.long
 def test_a_resumed_distorted_run_equals_an_uninterrupted_one(tmp_path):
     config = load_config(
         SMOKE, {"augment": "both", "epochs": 2, "hidden": [16], "train_size": 3000}
@@ -197,6 +201,7 @@ def distorting_run(tmp_path_factory):
     return result, plain, folder
 
 
+@pytest.mark.long
 def test_validation_accuracy_of_a_distorting_run_is_evals_on_the_undistorted_images(
     distorting_run,
 ):
@@ -210,6 +215,7 @@ def test_validation_accuracy_of_a_distorting_run_is_evals_on_the_undistorted_ima
     assert final == expected, "the final validation figures are not on the stored images"
 
 
+@pytest.mark.long
 def test_evaluation_and_prediction_ignore_the_training_distortions(distorting_run):
     result, plain, folder = distorting_run
     for split in ("test", "validation", "train"):
@@ -225,6 +231,7 @@ def test_evaluation_and_prediction_ignore_the_training_distortions(distorting_ru
 
 
 @pytest.mark.option("train", "--augment")
+@pytest.mark.long
 def test_train_augment_flag_distorts_and_is_saved(tmp_path):
     common = ["train", "--config", str(SMOKE), "--epochs", "1", "--hidden", "16", "--json"]
     runs = {}

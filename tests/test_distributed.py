@@ -141,6 +141,7 @@ def test_killed_process_stops_the_job_and_resume_equals_an_uninterrupted_run(tmp
 
 
 @pytest.mark.option("train", "--coordinator")
+@pytest.mark.long
 def test_unreachable_coordinator_is_one_line_within_the_timeout():
     port = launch.free_port()
     started = time.monotonic()
@@ -156,6 +157,7 @@ def test_unreachable_coordinator_is_one_line_within_the_timeout():
     assert result.stderr.startswith(f"error: the coordinator 127.0.0.1:{port} did not answer")
 
 
+@pytest.mark.long
 def test_indivisible_batch_is_one_line_per_process_before_any_work(tmp_path):
     result = run(
         mnist_jax("launch", "-n", "2", "--", "train", "--config", str(SMOKE), "--batch-size",
@@ -169,6 +171,7 @@ def test_indivisible_batch_is_one_line_per_process_before_any_work(tmp_path):
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
 
 
+@pytest.mark.long
 def test_launcher_reports_the_worst_exit_code_and_prefixes_lines():
     result = run(mnist_jax("launch", "-n", "2", "--", "train", "--epochs", "0"), timeout=60)
     assert result.returncode == 2

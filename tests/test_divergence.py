@@ -38,6 +38,7 @@ def test_later_epochs_are_judged_against_the_first_one_but_not_below_a_blank_gue
     assert not divergence.diverged(2.0, 0.01, BLANK)  # scalars too
 
 
+@pytest.mark.long
 def test_the_api_raises_a_typed_error_with_the_facts_and_keeps_no_state(tmp_path):
     config = load_config(SMOKE, {"lr": 1000.0, "epochs": 2})
     with pytest.raises(mnist_jax.Diverged) as caught:
@@ -50,6 +51,7 @@ def test_the_api_raises_a_typed_error_with_the_facts_and_keeps_no_state(tmp_path
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
 
 
+@pytest.mark.long
 def test_a_sweep_marks_its_diverged_models_and_reports_the_others():
     config = load_config(SMOKE, {"epochs": 2, "train_size": 1000, "test_size": 200})
     rows = sweep.run_sweep(config, [0], [0.5, 1000.0], log=lambda _: None)

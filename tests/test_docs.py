@@ -62,6 +62,7 @@ def test_the_docs_have_python_blocks_to_run():
 
 
 @pytest.mark.parametrize("page, code", CODE, ids=[page for page, _ in CODE])
+@pytest.mark.long
 def test_python_block_runs_as_written_offline(page, code, tmp_path):
     done = run_offline(["-c", code], tmp_path, timeout=300)
     assert done.returncode == 0, f"{page}: {done.stderr[-3000:]}"
@@ -265,6 +266,7 @@ def shown_output(page: str, command: str) -> str:
     raise AssertionError(f"{page}: no console block for {command}")
 
 
+@pytest.mark.long
 def test_gradcheck_output_shown_has_the_shape_of_a_real_one():
     result = run_cli(["gradcheck", "--dataset", "sample", "--config", "smoke"])
     assert result.exit_code == 0, result.output

@@ -134,6 +134,7 @@ def test_notebook_in_a_fresh_clone_installs_that_checkout(clone, bare_kernel):
     assert outputs(probe).startswith(f"imported {__version__} from {bare_kernel}/mnist_jax/")
 
 
+@pytest.mark.long
 def test_notebook_next_to_a_wheel_installs_that_wheel(built_wheel, tmp_path, bare_kernel):
     folder = tmp_path / "uploaded"
     folder.mkdir()

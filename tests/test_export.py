@@ -100,6 +100,7 @@ def test_sweep_lowers_for_cuda(gpu_policy):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.long
 def test_gradient_check_lowers_for_cuda_at_highest(gpu_policy, dtype):
     config = load_config(SMOKE).replace(**SMALL, dtype=dtype, matmul_precision="highest")
     with trainer.precision(config):

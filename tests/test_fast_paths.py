@@ -23,6 +23,7 @@ def test_dense_gradient_equals_plain_matmul_gradient(key, shape):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.long
 def test_chunked_full_batch_gradient_equals_one_piece(key):
     # 1,000 rows in chunks of 300: one pair of chunks and a remainder of 400; L2 counted once.
     config = Config(hidden=(16,), l2=5.0, batch_size="full", input_norm="scale")

@@ -383,6 +383,7 @@ def test_a_data_path_whose_format_cannot_be_told_is_one_error_line(tmp_path, mak
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.long
 def test_seed_kaggle_config_trains_on_a_kaggle_csv_given_with_data(tmp_path):
     csv = tmp_path / "train.csv"
     formats.write_kaggle_csv(csv, SAMPLE.train_images[:1400], SAMPLE.train_labels[:1400])

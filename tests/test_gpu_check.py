@@ -102,6 +102,7 @@ def test_a_step_past_the_budget_is_stopped_and_later_ones_are_not_run():
     assert skipped["not_run"] and skipped["exit_code"] is None and skipped["seconds"] == 0.0
 
 
+@pytest.mark.long
 def test_a_small_budget_stops_the_dry_run_and_records_the_rest_as_not_run(tmp_path):
     # A test step that would sleep ten minutes: a 5-second budget must stop it on any machine.
     sleeper = tmp_path / "test_sleeper.py"
@@ -121,6 +122,7 @@ def test_a_small_budget_stops_the_dry_run_and_records_the_rest_as_not_run(tmp_pa
     assert report["passed"] is False and report["budget_s"] == 5.0
 
 
+@pytest.mark.long
 def test_a_spent_budget_fails_the_check_and_says_so(tmp_path):
     report_path = tmp_path / "report.json"
     done = subprocess.run(

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mnist_jax import data
+from mnist_jax.architecture import num_params
 from mnist_jax.checks import gradcheck, reference
 from mnist_jax.cli.app import app
 from mnist_jax.config import load_config
@@ -39,6 +40,7 @@ def test_relative_error_is_scale_free_and_zero_for_exact_zeros():
     assert gradcheck.relative_error(np.zeros(2), np.array([0.0, 1e-30])) == 1.0
 
 
+@pytest.mark.long
 def test_default_config_passes_in_float64_with_one_row_per_leaf():
     result = runner.invoke(
         app, ["gradcheck", "--config", str(DEFAULT), "--dataset", "sample", "--batch", "32"]
@@ -87,6 +89,7 @@ def test_smoke_config_passes_in_float32_as_json():
         ({"hidden": [], "l2": 1.0, "init": "normal"}, "float32"),
     ],
 )  # fmt: skip
+@pytest.mark.long
 def test_varied_models_pass(changes, dtype):
     config = load_config(SMOKE, changes)
     report = gradcheck.check_gradients(config, batch=16, dtype=dtype, log=quiet)
@@ -139,7 +142,17 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.stem)
+def shipped_configs() -> list:
+    """Every bundled config; those of over a million parameters are in the long group (their
+    float64 reference takes tens of seconds to compile and run)."""
+    params = []
+    for path in sorted((ROOT / "configs").glob("*.toml")):
+        large = num_params(load_config(path, {})) > 1_000_000
+        params.append(pytest.param(path, id=path.stem, marks=[pytest.mark.long] if large else []))
+    return params
+
+
+@pytest.mark.parametrize("path", shipped_configs())
 def test_gradcheck_passes_on_every_shipped_config(path):
     args = ["gradcheck", "--config", str(path), "--dataset", "sample", "--batch", "16"]
     result = runner.invoke(app, args)

@@ -183,6 +183,7 @@ print(before, peak())
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc")
+@pytest.mark.long
 def test_a_picture_at_the_pixel_cap_costs_predict_a_few_bytes_a_pixel(smoke_model, tmp_path):
     """VmHWM of predict on a 25-megapixel PNG, beyond its peak on a small one: Pillow's 25 MB
     gray picture and the reduced floats (969 MB before decoding was reduced and in strips)."""

@@ -65,6 +65,7 @@ def assert_runtime_agrees_with_eval(run, path):
 
 @pytest.mark.option("export", "--format")
 @pytest.mark.parametrize("name", ["relu-softmax", *VARIANTS])
+@pytest.mark.long
 def test_onnx_runtime_gives_evals_digits_and_probabilities(variants, name, tmp_path):
     out = tmp_path / "model.onnx"
     result = export(variants[name], "onnx", out)

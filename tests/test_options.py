@@ -184,6 +184,7 @@ def test_train_resume_continues_the_run_and_json_is_its_summary(cli_smoke_run, t
 
 
 @option("train", "--momentum")
+@pytest.mark.long
 def test_train_momentum_scales_the_first_nesterov_step_by_one_plus_momentum(tmp_path):
     # One full-batch step of Nesterov momentum m moves the params by (1 + m) times the plain
     # gradient step (optax: trace = g, update = g + m * trace).
@@ -225,6 +226,7 @@ def train_on_a_terminal(*args: object) -> str:
 
 @group("smoke-plan")
 @option("train", "--progress")
+@pytest.mark.long
 def test_train_progress_draws_a_bar_and_no_progress_does_not(smoke_plan, tmp_path, monkeypatch):
     monkeypatch.setenv("TERM", "xterm")
     monkeypatch.delenv("NO_COLOR", raising=False)
@@ -435,6 +437,7 @@ def test_matmul_precision_reaches_the_matrix_products(command, smoke_model, prec
 @option("plot", "--data")
 @option("plot", "--data-dir")
 @option("plot", "--dataset")
+@pytest.mark.long
 def test_plot_draws_the_data_it_is_given(smoke_model, strokes, tmp_path):
     pytest.importorskip("matplotlib")
     run = tmp_path / "run"
@@ -711,6 +714,7 @@ def swept(strokes, tanh_config, tmp_path_factory):
         pytest.param("--lrs", marks=option("sweep", "--lrs")),
     ],
 )
+@pytest.mark.long
 def test_sweep_model_is_the_model_train_makes_with_the_same_flags(swept, flag):
     # Every sweep flag (the config's tanh too) changes the trained model; the sweep's one model
     # must match the one `train` makes with those settings.

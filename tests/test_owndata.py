@@ -69,6 +69,7 @@ TRAIN_ARGS = ["--hidden", "64", "--epochs", "8", "--batch-size", "32", "--lr", "
 
 
 @pytest.mark.parametrize(("size", "classes"), [(28, 10), (16, 3)])
+@pytest.mark.long
 def test_an_idx_dataset_that_is_not_mnist_trains_and_evaluates_from_the_cli(
     tmp_path, size, classes
 ):

@@ -76,6 +76,7 @@ def test_the_configs_command_lists_every_bundled_config_on_one_line(elsewhere):
     assert len({line.index(line.split()[1]) for line in lines}) == 1
 
 
+@pytest.mark.long
 def test_train_takes_a_bundled_name_from_any_folder(elsewhere):
     result = CliRunner().invoke(
         app, ["train", "-c", "seed-lbfgs-100", "--dry-run", "--dataset", "sample"]
@@ -145,6 +146,7 @@ def wheel(built_wheel) -> zipfile.ZipFile:
         yield archive
 
 
+@pytest.mark.long
 def test_the_wheel_holds_the_code_configs_sample_and_page(wheel):
     names = set(wheel.namelist())
     expected = [f"mnist_jax/configs/{path.name}" for path in CONFIGS]
@@ -159,6 +161,7 @@ def test_the_wheel_holds_the_code_configs_sample_and_page(wheel):
     assert not any(name.startswith(("tests/", "configs/", "scripts/")) for name in names)
 
 
+@pytest.mark.long
 def test_the_wheel_metadata_names_the_license_and_dependencies(wheel):
     (metadata_name,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
     metadata = email.message_from_bytes(wheel.read(metadata_name))

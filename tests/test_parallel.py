@@ -63,6 +63,7 @@ def on_fake_devices(script: str, count: int, *args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.long
 def test_data_parallel_run_on_four_devices_equals_one_device(tmp_path):
     result = on_fake_devices(SCRIPT, 4, str(SMOKE), str(tmp_path))
     assert result["devices"] == 4
@@ -99,6 +100,7 @@ ONE_OF_TWO = textwrap.dedent(
 
 
 @pytest.mark.option("train", "--devices")
+@pytest.mark.long
 def test_a_run_asking_for_one_device_trains_on_one_of_several(tmp_path):
     result = on_fake_devices(ONE_OF_TWO, 2, str(SMOKE), str(tmp_path))
     assert len(result["devices"]) == 2  # the machine has several

@@ -34,6 +34,7 @@ def assert_real_picture(path, min_size=(300, 200)):
 
 
 @pytest.mark.option("train", "--plot")
+@pytest.mark.long
 def test_train_with_plot_writes_four_pictures(plotted_run):
     out, result = plotted_run
     for name in plots.FILES:
@@ -41,6 +42,7 @@ def test_train_with_plot_writes_four_pictures(plotted_run):
         assert_real_picture(out / name)
 
 
+@pytest.mark.long
 def test_plot_command_draws_a_run_again(plotted_run):
     out, _ = plotted_run
     for name in plots.FILES:
@@ -116,6 +118,7 @@ def test_plot_of_a_folder_without_a_run_is_exit_2(tmp_path):
     assert "metrics.jsonl not found" in result.stderr
 
 
+@pytest.mark.long
 def test_a_distorting_run_draws_its_images_beside_their_distorted_copies(plotted_run, tmp_path):
     from mnist_jax import data
     from mnist_jax.config import load_config

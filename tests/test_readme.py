@@ -21,6 +21,7 @@ def fenced(text: str, language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", text, re.S)
 
 
+@pytest.mark.long
 def test_python_api_block_runs_as_written_offline(tmp_path):
     (code,) = fenced(section("Python API"), "python")
     done = run_offline(["-c", code], tmp_path)

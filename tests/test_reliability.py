@@ -381,6 +381,7 @@ def mnist_jax(*args: str, **kwargs) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+@pytest.mark.long
 def test_no_traceback_reaches_a_real_terminal(tmp_path):
     folder = write_mnist_folder(tmp_path / "data")
     (folder / f"{TRAIN_IMAGES}.gz").write_bytes(gz(GOOD_IMAGES)[:-20])
@@ -674,6 +675,7 @@ def resume(out: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.long
 def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(resume_config, uninterrupted):
     out = resume_config.parent / "killed"
     with training(resume_config, out) as (proc, _):
@@ -692,6 +694,7 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(resume_config
     assert_same_run(out, uninterrupted)
 
 
+@pytest.mark.long
 def test_ctrl_c_stops_at_an_epoch_boundary_and_resumes_to_the_same_run(
     resume_config, uninterrupted
 ):
@@ -712,6 +715,7 @@ def test_ctrl_c_stops_at_an_epoch_boundary_and_resumes_to_the_same_run(
     assert_same_run(out, uninterrupted)
 
 
+@pytest.mark.long
 def test_a_second_ctrl_c_ends_the_run_at_once_leaving_a_good_checkpoint(resume_config):
     out = resume_config.parent / "twice"
     with training(resume_config, out) as (proc, err):
@@ -769,6 +773,7 @@ def test_the_second_ctrl_c_ends_the_process_by_the_signal_whatever_it_is_doing()
         proc.stderr.close()
 
 
+@pytest.mark.long
 def test_a_stop_inside_an_epoch_drops_the_partial_epoch(tmp_path):
     config = load_config(SMOKE).replace(train_size=3000, validation_size=500)
     calls = []  # (steps done, steps per epoch) as the progress bar would see them

@@ -66,6 +66,7 @@ def test_a_row_holds_one_configs_seeds():
 
 
 @pytest.mark.option("train", "--seeds")
+@pytest.mark.long
 def test_train_seeds_trains_each_seed_and_writes_their_row(tmp_path):
     out = tmp_path / "row"
     args = ["train", "-c", str(SMOKE), "--dataset", "sample", "--epochs", "1"]

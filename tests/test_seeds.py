@@ -38,6 +38,7 @@ def test_seed_configs_describe_the_seed_networks(name):
     assert (config.activation, config.output, config.optimizer) == (activation, output, optimizer)
 
 
+@pytest.mark.long
 def test_seed_kaggle_trains_on_the_notebooks_split_rows_1_to_999_as_dev(tmp_path):
     path = tmp_path / "train.csv"
     sample = mnist.load_sample()
@@ -61,6 +62,7 @@ def test_seed_kaggle_trains_on_the_notebooks_split_rows_1_to_999_as_dev(tmp_path
     assert losses[-1] < 0.5 * losses[0]
 
 
+@pytest.mark.long
 def test_seed_mini_learns_only_on_unscaled_pixels(tmp_path):
     config = load_config(CONFIGS / "seed-mini-1000.toml").replace(
         dataset="sample", train_size=100, test_size=100, epochs=40, eval_every=40
@@ -74,6 +76,7 @@ def test_seed_mini_learns_only_on_unscaled_pixels(tmp_path):
     assert scaled[-1] > 2.0
 
 
+@pytest.mark.long
 def test_lbfgs_seed_decreases_monotonically_and_beats_gradient_descent(tmp_path):
     config = load_config(CONFIGS / "seed-lbfgs-100.toml").replace(
         dataset="sample", train_size=500, test_size=500, hidden=[25], epochs=15, eval_every=15

@@ -24,6 +24,7 @@ def one_by_one(config, seed, lr):
     return float(loss_sum / count), float(correct / count)
 
 
+@pytest.mark.long
 def test_sweep_models_equal_the_same_models_trained_one_by_one():
     # Nesterov momentum and the cosine schedule, so the traced lr is checked through the
     # schedule and the momentum, not only through plain SGD.

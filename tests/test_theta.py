@@ -25,6 +25,7 @@ def trained(tmp_path_factory):
 
 
 @pytest.mark.option("theta export", "--out")
+@pytest.mark.long
 def test_theta_files_have_the_seeds_layout(trained, tmp_path):
     result = run_cli(["theta", "export", str(trained), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -70,6 +71,7 @@ def seed_predict(folder, images):
     return a.argmax(axis=1)
 
 
+@pytest.mark.long
 def test_export_folds_the_standardisation_so_the_seeds_predict_agrees_with_eval(tmp_path):
     run, thetas = tmp_path / "run", tmp_path / "thetas"
     config = load_config(SEED_CONFIG).replace(

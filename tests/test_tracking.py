@@ -215,6 +215,7 @@ def test_a_sweep_writes_one_tensorboard_run_per_model(tmp_path):
     assert len(shapes) == 1  # one schedule, scaled by each model's lr
 
 
+@pytest.mark.long
 def test_a_distorting_run_shows_its_distorted_training_samples(tmp_path):
     import mnist_jax
     from mnist_jax.training import distort

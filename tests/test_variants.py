@@ -92,6 +92,7 @@ def baseline(tmp_path_factory) -> float:
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.long
 def test_the_default_recipe_holds_on_a_variant(name, baseline, tmp_path):
     images, labels = VARIANTS[name]
     accuracy = train_accuracy(write_variant(tmp_path / "data", images, labels), tmp_path / "run")
