@@ -327,6 +327,7 @@ def test_a_model_too_large_for_the_machine_stops_before_allocating(tmp_path):
     assert not (tmp_path / "r" / checkpoint.FILE_NAME).exists()
 
 
+@pytest.mark.long
 def test_dry_run_shows_the_memory_plan_whose_parts_follow_the_config(tmp_path):
     result = run_cli(
         ["train", "--config", str(SMOKE), "--dry-run", "--json", "--out", str(tmp_path / "r")]

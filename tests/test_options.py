@@ -140,6 +140,7 @@ def test_train_batch_size_sets_the_steps_per_epoch(tmp_path):
 
 
 @option("train", "--config")
+@pytest.mark.long
 def test_train_config_is_read(tanh_config, tmp_path):
     default = ok_json(
         "train", "--dataset", "sample", "--dry-run", "--json", "--out", tmp_path / "d"
@@ -150,6 +151,7 @@ def test_train_config_is_read(tanh_config, tmp_path):
 
 
 @option("train", "--data")
+@pytest.mark.long
 def test_train_data_reads_that_folder(strokes, tmp_path):
     plan = dry_plan("--data", strokes, "--out", tmp_path / "r")
     assert plan["dataset"] == "idx:strokes" and plan["images"]["test"] == STROKES_TEST
@@ -415,7 +417,7 @@ def test_eval_dataset_idx_reads_data_dir(smoke_model, strokes):
     "command",
     [
         pytest.param("eval", marks=option("eval", "--matmul-precision")),
-        pytest.param("sweep", marks=option("sweep", "--matmul-precision")),
+        pytest.param("sweep", marks=[option("sweep", "--matmul-precision"), pytest.mark.long]),
     ],
 )
 def test_matmul_precision_reaches_the_matrix_products(command, smoke_model, precisions):
@@ -512,6 +514,7 @@ def test_serve_max_connections_refuses_the_third(live_options):
 
 @group("serve-live")
 @option("serve", "--timeout")
+@pytest.mark.long
 def test_serve_timeout_closes_an_idle_connection_after_that_long(live_options):
     server, _ = live_options
     time.sleep(0.5)  # the connections of other tests are closed by now
@@ -590,6 +593,7 @@ def compared(strokes, tanh_config, tmp_path_factory):
 
 @group("compared")
 @option("compare", "--config")
+@pytest.mark.long
 def test_compare_config_is_the_compared_model(compared):
     _, summary, _ = compared
     assert summary["config"]["name"] == "smoke-sigmoid" and summary["config"]["hidden"] == [32]
@@ -597,6 +601,7 @@ def test_compare_config_is_the_compared_model(compared):
 
 @group("compared")
 @option("compare", "--activations")
+@pytest.mark.long
 def test_compare_activations_are_the_rows(compared):
     rows, summary, _ = compared
     assert [r["activation"] for r in rows] == ["sigmoid"]
@@ -605,30 +610,35 @@ def test_compare_activations_are_the_rows(compared):
 
 @group("compared")
 @option("compare", "--epochs")
+@pytest.mark.long
 def test_compare_epochs_is_each_runs_length(compared):
     assert compared[1]["epochs"] == 1  # the smoke config's own is 2
 
 
 @group("compared")
 @option("compare", "--seed")
+@pytest.mark.long
 def test_compare_seed_is_each_runs_seed(compared):
     assert compared[1]["config"]["seed"] == 5
 
 
 @group("compared")
 @option("compare", "--matmul-precision")
+@pytest.mark.long
 def test_compare_matmul_precision_is_each_runs(compared):
     assert compared[1]["config"]["matmul_precision"] == "high"
 
 
 @group("compared")
 @option("compare", "--data")
+@pytest.mark.long
 def test_compare_data_reads_that_folder(compared):
     assert compared[1]["dataset"] == "idx:strokes"
 
 
 @group("compared")
 @option("compare", "--out")
+@pytest.mark.long
 def test_compare_out_keeps_each_run(compared):
     _, summary, _ = compared
     assert summary["test_accuracy"] == pytest.approx(1 - compared[0][0]["test_error"])
@@ -636,6 +646,7 @@ def test_compare_out_keeps_each_run(compared):
 
 @group("compared")
 @option("compare", "--plot")
+@pytest.mark.long
 def test_compare_plot_draws_the_loss_curves(compared):
     with open(compared[2], "rb") as picture:
         assert picture.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -643,6 +654,7 @@ def test_compare_plot_draws_the_loss_curves(compared):
 
 @group("compared")
 @option("compare", "--json")
+@pytest.mark.long
 def test_compare_json_is_one_row_per_activation(compared):
     (row,) = compared[0]
     assert {"activation", "test_error", "train_error"} <= set(row)
@@ -650,6 +662,7 @@ def test_compare_json_is_one_row_per_activation(compared):
 
 @option("compare", "--data-dir")
 @option("compare", "--dataset")
+@pytest.mark.long
 def test_compare_dataset_idx_reads_data_dir(strokes, tmp_path):
     ok_json(
         "compare", "--config", SMOKE, "--dataset", "idx", "--data-dir", strokes, "--epochs", "1",
@@ -672,12 +685,14 @@ def bench_report(strokes):
 @group("bench-report")
 @option("bench", "--data-dir")
 @option("bench", "--dataset")
+@pytest.mark.long
 def test_bench_dataset_idx_reads_data_dir(bench_report):
     assert bench_report["dataset"] == "idx:strokes"
 
 
 @group("bench-report")
 @option("bench", "--matmul-precision")
+@pytest.mark.long
 def test_bench_matmul_precision_is_the_backends(bench_report):
     assert bench_report["backend"]["matmul_precision"] == "high"
 
@@ -728,6 +743,7 @@ def test_sweep_model_is_the_model_train_makes_with_the_same_flags(swept, flag):
 @group("swept")
 @option("sweep", "--json")
 @option("sweep", "--write-json")
+@pytest.mark.long
 def test_sweep_json_and_write_json_are_the_rows(swept):
     rows, _, written, _ = swept
     assert json.loads(written.read_text()) == rows and len(rows) == 1
@@ -736,6 +752,7 @@ def test_sweep_json_and_write_json_are_the_rows(swept):
 @group("swept")
 @option("sweep", "--data-dir")
 @option("sweep", "--dataset")
+@pytest.mark.long
 def test_sweep_dataset_idx_reads_data_dir(swept, strokes):
     rows, _, _, common = swept
     common = [a for a in common if a not in ("--data", strokes)]

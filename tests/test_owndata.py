@@ -93,6 +93,7 @@ def test_an_idx_dataset_that_is_not_mnist_trains_and_evaluates_from_the_cli(
     assert np.asarray(report["confusion"]).shape == (classes, classes)
 
 
+@pytest.mark.long
 def test_a_model_of_other_sized_images_cannot_read_image_files(tmp_path):
     folder = stroke_folder(tmp_path / "small", 16, 3, train=64, test=16)
     run = tmp_path / "run"

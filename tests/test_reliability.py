@@ -798,6 +798,7 @@ def test_a_stop_inside_an_epoch_drops_the_partial_epoch(tmp_path):
 # ----------------------------------------------------------------------------- divergence
 
 
+@pytest.mark.long
 def test_divergence_exits_2_and_keeps_the_last_finite_checkpoint(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--config", str(SMOKE), "--no-progress"]

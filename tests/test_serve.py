@@ -213,6 +213,7 @@ def find_browser() -> tuple[str, str]:
     return browser, driver
 
 
+@pytest.mark.long
 def test_drawing_a_one_in_a_real_browser_shows_1(server, tmp_path):
     browser, driver_path = find_browser()
     from selenium import webdriver
@@ -350,6 +351,7 @@ def read_until_closed(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+@pytest.mark.long
 def test_slow_clients_neither_delay_a_prediction_nor_outlive_the_timeout(live, smoke_model):
     digit, label = confident_digit(smoke_model)
     call(live.address, "POST", "/predict", canvas_body(on_paper(digit)))  # workers started
@@ -431,6 +433,7 @@ def patient(smoke_model):
         pytest.param(httpserver.MAX_LARGE_BODIES, marks=pytest.mark.long),  # every slot
     ],
 )
+@pytest.mark.long
 def test_uploads_at_the_pixel_cap_at_once_take_bounded_memory(patient, uploads):
     """4 MB 4000x4000 colour PNGs, all at once: the server's peak grows by what one picture
     at the caps takes to decode (1,076 MB for 8 before), and its memory goes back after."""
@@ -531,6 +534,7 @@ def test_a_client_reuses_its_connection(live):
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.long
 def test_a_stop_signal_answers_the_request_under_way_and_exits_0(smoke_model, stop):
     digit, label = confident_digit(smoke_model)
     body = canvas_body(on_paper(digit))

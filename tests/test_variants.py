@@ -99,6 +99,7 @@ def test_the_default_recipe_holds_on_a_variant(name, baseline, tmp_path):
     assert accuracy >= baseline - TOLERANCE, f"{name}: {accuracy:.2%} vs MNIST {baseline:.2%}"
 
 
+@pytest.mark.long
 def test_pixels_only_scaled_do_not_hold_on_dark_digits(baseline, tmp_path):
     # The same recipe on pixels / 255: its learning rate suits MNIST's dark background only, so
     # on dark digits on light paper it either diverges (caught, exit 2) or trains far below.
