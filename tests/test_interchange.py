@@ -101,6 +101,7 @@ def test_onnx_runtime_agrees_with_eval_on_all_10000_mnist_test_images(full_mnist
 @pytest.mark.option("export", "--out")
 @pytest.mark.option("import", "--out")
 @pytest.mark.parametrize("name", ["relu-softmax", "sigmoid-float64"])
+@pytest.mark.long
 def test_safetensors_export_import_eval_gives_the_same_figures(variants, name, tmp_path):
     run, file, back = variants[name], tmp_path / "model.safetensors", tmp_path / "back"
     export(run, "safetensors", file)

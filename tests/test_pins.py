@@ -107,6 +107,7 @@ def epoch_order(before, after, x: np.ndarray, y: np.ndarray, lr: float) -> tuple
     return best
 
 
+@pytest.mark.long
 def test_each_epoch_is_plain_sgd_over_a_fresh_order_of_the_training_set(tmp_path):
     tiny = tiny_dataset(tmp_path / "data", num_train=5, num_test=3)
     x, y = tiny["train_x"], tiny["train_y"]
@@ -178,6 +179,7 @@ def test_evaluation_of_an_odd_sized_split_counts_only_its_real_rows(batch_size):
     assert float(loss_sum) == pytest.approx(expected_loss, rel=1e-5)
 
 
+@pytest.mark.long
 def test_reported_metrics_equal_a_numpy_count_over_odd_sized_splits(tmp_path):
     tiny = tiny_dataset(tmp_path / "data", num_train=61, num_test=37)
     config = tiny_config(tmp_path / "data", validation_size=13, batch_size=8, epochs=1)
@@ -264,6 +266,7 @@ def test_optimizer_follows_the_textbook_schedule_and_momentum(case):
             assert pytree_distance(actual, expected) < 1e-6, f"step {step} (rate {lrs[step]:.4f})"
 
 
+@pytest.mark.long
 def test_full_batch_nesterov_cosine_run_equals_numpy_gradient_descent(tmp_path):
     tiny = tiny_dataset(tmp_path / "data", num_train=40, num_test=3)
     common = {"batch_size": "full", "dtype": "float64"}
@@ -293,6 +296,7 @@ def test_full_batch_nesterov_cosine_run_equals_numpy_gradient_descent(tmp_path):
 # ----------------------------------------------------------------------------- transfers
 
 
+@pytest.mark.long
 def test_training_makes_no_implicit_transfer_once_the_first_batches_have_run(tmp_path):
     """Set-up may copy host values (the seed, the data); the epochs and evaluation may not."""
     tiny_dataset(tmp_path / "data", num_train=61, num_test=37)

@@ -41,6 +41,7 @@ def test_theta_files_have_the_seeds_layout(trained, tmp_path):
 
 @pytest.mark.option("theta import", "--out")
 @pytest.mark.option("theta import", "--config")
+@pytest.mark.long
 def test_export_then_import_gives_back_every_bit(trained, tmp_path):
     thetas, back = tmp_path / "thetas", tmp_path / "back"
     assert run_cli(["theta", "export", str(trained), "--out", str(thetas)]).exit_code == 0
