@@ -206,6 +206,7 @@ def test_safetensors_export_of_a_committee_is_refused_in_one_line(mixed, tmp_pat
     assert "is a committee" in line and "--format onnx" in line
 
 
+@pytest.mark.long
 def test_predict_and_serve_answer_with_the_committees_digits(mixed, smoke_model, tmp_path):
     digit, _ = confident_digit(smoke_model)
     images = np.stack([digit, 255 - digit, np.roll(digit, 3, axis=1)])

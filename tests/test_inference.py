@@ -160,6 +160,7 @@ def test_predict_on_a_damaged_picture_is_one_line_exit_2(smoke_model, tmp_path, 
 
 
 @pytest.mark.parametrize("name", ["tiff-truncated-lzw", "tiff-corrupt-strip"])
+@pytest.mark.long
 def test_nothing_but_the_line_reaches_a_real_stderr(smoke_model, tmp_path, name):
     """In a real process: Pillow's warnings and libtiff's own messages never show."""
     path = tmp_path / f"{name}.tif"

@@ -477,6 +477,7 @@ def live_options(smoke_model):
 
 @group("serve-live")
 @option("serve", "--host")
+@pytest.mark.long
 def test_serve_host_binds_that_address_only(live_options):
     server, port = live_options
     assert server.address[0] == "127.0.0.2"
@@ -495,6 +496,7 @@ def test_serve_port_is_the_port_listened_on(live_options):
 
 @group("serve-live")
 @option("serve", "--max-connections")
+@pytest.mark.long
 def test_serve_max_connections_refuses_the_third(live_options):
     server, _ = live_options
     held = [http.client.HTTPConnection(*server.address, timeout=10) for _ in range(2)]

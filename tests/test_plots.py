@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 from mnist_jax.checks import plots
 from mnist_jax.cli.app import app
 from tests.conftest import SMOKE
+from tests.trained_model import trained_smoke_model  # noqa: F401 (fixture)
 
 pytest.importorskip("matplotlib", reason="the plot extra is not installed")
 Image = pytest.importorskip("PIL.Image", reason="the plot extra is not installed")
@@ -102,10 +103,9 @@ def test_sample_grid_shows_a_quarter_of_mistakes_even_far_down_the_split():
     )
 
 
-def test_without_matplotlib_the_message_says_how_to_install(plotted_run, monkeypatch):
-    out, _ = plotted_run
+def test_without_matplotlib_the_message_says_how_to_install(smoke_model, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
-    result = runner.invoke(app, ["plot", str(out)])
+    result = runner.invoke(app, ["plot", str(smoke_model)])
     assert result.exit_code == 2
     assert (
         result.stderr.strip() == "error: plotting needs matplotlib: pip install 'mnist-jax[plot]'"

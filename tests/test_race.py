@@ -1,11 +1,14 @@
 """The race to a test accuracy: stops at the first epoch that reaches it, counting train seconds."""
 
+import pytest
+
 from mnist_jax import data
 from mnist_jax.config import load_config
 from mnist_jax.tools import race
 from tests.conftest import SMOKE
 
 
+@pytest.mark.long
 def test_the_race_stops_at_the_first_epoch_at_the_target_and_runs_out_when_never():
     config = load_config(SMOKE).replace(epochs=3)
     splits = data.load(config, log=lambda _: None)

@@ -748,6 +748,7 @@ with run.stop_on_interrupt() as should_stop:
 """
 
 
+@pytest.mark.long
 def test_the_second_ctrl_c_ends_the_process_by_the_signal_whatever_it_is_doing():
     proc = subprocess.Popen(
         [sys.executable, "-c", INTERRUPTIBLE], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

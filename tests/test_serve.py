@@ -399,6 +399,7 @@ def test_slow_clients_neither_delay_a_prediction_nor_outlive_the_timeout(live, s
     trickle.close()
 
 
+@pytest.mark.long
 def test_memory_stays_flat_over_a_thousand_predictions(live):
     _, (body,) = sample_canvases(1)
     connection = http.client.HTTPConnection(*live.address, timeout=30)
@@ -459,6 +460,7 @@ def test_uploads_at_the_pixel_cap_at_once_take_bounded_memory(patient, uploads):
         assert (live.status("VmRSS") - resident) * 1024 < 64_000_000
 
 
+@pytest.mark.long
 def test_fifty_concurrent_clients_get_the_models_own_answers(live, smoke_model):
     papers, bodies = sample_canvases(50)
     classify = load_predictor(smoke_model, batch_size=1)

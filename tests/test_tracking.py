@@ -186,6 +186,7 @@ def test_the_epoch_lrs_follow_the_schedule():
 
 
 @pytest.mark.option("sweep", "--out")
+@pytest.mark.long
 def test_a_sweep_writes_one_tensorboard_run_per_model(tmp_path):
     out = tmp_path / "sweep"
     args = ["sweep", "--config", str(SMOKE), "--hidden", "8", "--seeds", "0,1", "--lrs", "0.1,0.4"]
