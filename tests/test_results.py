@@ -99,11 +99,20 @@ def test_train_seeds_trains_each_seed_and_writes_their_row(tmp_path):
     assert again["seeds"] == row["seeds"] and again["test_error"] == row["test_error"]
 
 
-@pytest.mark.parametrize("extra", [["--seed", "3"], ["--dry-run"], ["--resume", "x"]])
-def test_seeds_refuse_what_contradicts_them_in_one_line(tmp_path, extra):
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--seed", "3"], "drop --seed"),
+        (["--seed", "0"], "drop --seed"),
+        (["--dry-run"], "drop --dry-run"),
+        (["--resume", "x"], "with --resume alone"),
+    ],
+)
+def test_seeds_refuse_what_contradicts_them_in_one_line(tmp_path, extra, says):
     args = ["train", "-c", str(SMOKE), "--dataset", "sample", "--seeds", "0-1"]
     done = run_cli([*args, "--out", str(tmp_path / "r"), *extra])
     assert done.exit_code == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert says in done.stderr
     assert not (tmp_path / "r" / "seeds.json").exists()
 
 

@@ -262,7 +262,9 @@ def parse_seeds(text: str, seed: int | None, dry_run: bool) -> list[int]:
     from mnist_jax.tools.results import parse_seeds as parse
 
     if seed is not None or dry_run:
-        raise ConfigError(f"--seeds trains each seed; drop {'--seed' if seed else '--dry-run'}")
+        raise ConfigError(
+            f"--seeds trains each seed; drop {'--seed' if seed is not None else '--dry-run'}"
+        )
     try:
         return parse(text)
     except ValueError as e:
