@@ -4,8 +4,9 @@ A seed fixes a run's initial weights, batch order and distortions, but another C
 differently, so across machines each seed is a new draw: a row's claim is the spread of its
 seeds on the machine that ran them, and the row says which machine that was (CPU model, cores,
 measured GEMM rate). `mnist-jax train --seeds 0-4` trains the seeds in turn and writes
-`seeds.json`; `row_from_runs` makes the same row from run folders trained apart (two at a time,
-say), and `markdown_cells` renders the README's cells from it, so no figure is typed in.
+`seeds.json`; `scripts/results_row.py` makes the same row (`make_row`) from run folders trained
+apart (two at a time, say), and `markdown_cells` renders the README's cells from it, so no
+figure is typed in.
 """
 
 from __future__ import annotations
