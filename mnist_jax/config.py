@@ -53,12 +53,16 @@ class Config:
             `data_path` ("kaggle-csv", "onehot-csv", "mat"). An IDX folder given as
             `data_path` is read as "idx"; only "mnist" demands MNIST's checksums.
         data_dir: folder holding the four MNIST IDX files; overrides the search path.
-        kaggle_split: how a Kaggle CSV is split: "shuffled" (rows shuffled by `seed`, the first
-            1,000 are the dev set) or "notebook" (the Kaggle notebook's fixed split: row 0
+        kaggle_split: how a Kaggle CSV is split: "shuffled" (rows shuffled by `split_seed`, the
+            first 1,000 are the dev set) or "notebook" (the Kaggle notebook's fixed split: row 0
             unused, rows 1..999 dev, rows 1,000.. train, no shuffle).
         data_path: file or folder of the data (`--data`).
         validation_size: images held out of the training set for validation; None means one
             twelfth of them (5,000 of MNIST's 60,000), 0 means no validation set.
+        data_seed: the seed that draws the data: which images are held out for validation,
+            the `train_size`/`test_size` subsets and a Kaggle CSV's shuffle. None means `seed`.
+            Runs given one data_seed hold out the same images whatever their `seed`, so a
+            committee of them can be judged on its validation split.
         train_size, test_size: keep a seed-chosen subset of this many images (None: all).
         input_norm: how pixels (0..255) become inputs, inside the jitted code (see
             `mnist_jax.data.standardize`): "standardize" ((pixel - input_mean) / input_std *
@@ -117,6 +121,7 @@ class Config:
     data_path: str | None = None
     kaggle_split: str = "shuffled"
     validation_size: int | None = None
+    data_seed: int | None = None
     train_size: int | None = None
     test_size: int | None = None
     input_norm: str = "standardize"
@@ -157,6 +162,11 @@ class Config:
 
     def __post_init__(self) -> None:
         validate(self)
+
+    @property
+    def split_seed(self) -> int:
+        """The seed that draws the data splits: `data_seed`, else the run's `seed`."""
+        return self.seed if self.data_seed is None else self.data_seed
 
     @property
     def full_batch(self) -> bool:

@@ -105,8 +105,10 @@ def validate(cfg: Config) -> None:
     _validate_distortions(cfg)
     if cfg.optimizer == "lbfgs" and not cfg.full_batch:
         raise ConfigError('optimizer "lbfgs" needs batch_size = "full"')
-    if not 0 <= cfg.seed < 2**63:  # JAX's keys take a 64-bit signed seed
-        raise ConfigError(f"seed must be between 0 and 2**63 - 1, got {cfg.seed}")
+    for key in ("seed", "data_seed"):
+        value = getattr(cfg, key)
+        if value is not None and not 0 <= value < 2**63:  # JAX's keys take a 64-bit signed seed
+            raise ConfigError(f"{key} must be between 0 and 2**63 - 1, got {value}")
 
 
 def _validate_distortions(cfg: Config) -> None:

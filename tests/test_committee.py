@@ -155,6 +155,25 @@ def test_members_of_another_input_size_or_classes_are_one_line(
     assert not out.exists()
 
 
+def test_validation_figures_need_members_that_held_out_the_same_images(tmp_path):
+    # seeds 0 and 1 each hold out images of their own; one data_seed makes them hold out the same
+    own = [saved(tmp_path / f"own{s}", seed=s, input_norm="scale") for s in (0, 1)]
+    shared = [
+        saved(tmp_path / f"shared{s}", seed=s, data_seed=0, input_norm="scale") for s in (0, 1)
+    ]
+    for runs, name in ((own, "own"), (shared, "shared")):
+        make(runs, tmp_path / name)
+    refused = run_cli(["eval", str(tmp_path / "own"), "--split", "validation"])
+    assert refused.exit_code == 2 and refused.stdout == ""
+    (line,) = refused.stderr.splitlines()
+    assert "held out other validation images" in line and "split seed 1 against 0" in line
+    assert eval_json(tmp_path / "own")["split"] == "test"  # the test split is everyone's
+    together = api.evaluate(tmp_path / "shared", "validation", **QUIET)
+    second = api.evaluate(shared[1], "validation", **QUIET)
+    np.testing.assert_array_equal(together.labels, second.labels)
+    assert not np.array_equal(second.labels, api.evaluate(own[1], "validation", **QUIET).labels)
+
+
 @pytest.mark.long
 def test_a_committee_member_an_used_out_or_a_damaged_manifest_are_one_line(
     smoke_model, mixed, tmp_path

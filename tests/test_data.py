@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from mnist_jax import data, files
+from mnist_jax.config import Config
 from mnist_jax.data import idx, mnist
-from mnist_jax.errors import DataError
+from mnist_jax.errors import ConfigError, DataError
 
 
 def test_idx_round_trip():
@@ -119,6 +120,29 @@ def test_split_is_disjoint_and_complete():
     assert sorted(np.concatenate([tx, vx]).ravel().tolist()) == list(range(20))
     with pytest.raises(DataError, match="leaves no training images"):
         data.split_train(images, labels, 20, order)
+
+
+def _held_out(config):
+    """The validation images and labels that `config` rebuilds from the bundled sample."""
+    splits = data.load(config, log=lambda _: None)
+    return splits.validation.x, splits.validation.y
+
+
+def test_a_shared_data_seed_holds_out_the_same_images_whatever_the_seed():
+    base = Config(dataset="sample", validation_size=500)
+    own = [_held_out(base.replace(seed=s)) for s in (0, 1)]
+    shared = [_held_out(base.replace(seed=s, data_seed=7)) for s in (0, 1)]
+    assert not np.array_equal(own[0][0], own[1][0])  # each seed draws its own split
+    np.testing.assert_array_equal(shared[0][0], shared[1][0])
+    np.testing.assert_array_equal(shared[0][1], shared[1][1])
+    # data_seed 7 is the split that seed 7 draws on its own
+    np.testing.assert_array_equal(shared[0][0], _held_out(base.replace(seed=7))[0])
+
+
+@pytest.mark.parametrize("value", [-1, 2**63])
+def test_a_data_seed_out_of_range_is_one_named_error(value):
+    with pytest.raises(ConfigError, match="data_seed must be between 0 and 2"):
+        Config(data_seed=value)
 
 
 def test_explicit_folder_without_files_is_an_error(tmp_path):

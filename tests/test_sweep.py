@@ -41,6 +41,14 @@ def test_sweep_models_equal_the_same_models_trained_one_by_one():
     assert len({round(r["test_loss"], 6) for r in rows}) == len(rows)
 
 
+def test_each_sweep_model_records_the_split_it_trained_on():
+    # every model read the split of the sweep's seed (4), so a model's folder must rebuild that
+    # split, not the one its own seed would draw
+    config = load_config(SMOKE).replace(seed=4)
+    records = sweep.Records(config, [(0, 0.1), (3, 0.2)], None, num_train=1000)
+    assert [(c.seed, c.lr, c.split_seed) for c in records.configs] == [(0, 0.1, 4), (3, 0.2, 4)]
+
+
 def test_sweep_rejects_lbfgs_and_empty_grids():
     config = load_config(SMOKE)
     with pytest.raises(ConfigError, match="SGD"):

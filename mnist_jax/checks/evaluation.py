@@ -125,7 +125,8 @@ def evaluate_checkpoint(
     Args:
         path: a checkpoint.npz, the run folder holding it, or a committee folder (evaluated
             on its first member's data; see `evaluate_committee`).
-        split: "test", "validation" or "train".
+        split: "test", "validation" or "train". A committee is evaluated on validation only
+            if its members held out the same images (`committee.check_shared_validation`).
         data_dir, data_path, dataset: read the data from here, or as this kind of dataset,
             instead of the run's own source (see `with_data`).
         log: receives the data loader's notes.
@@ -143,6 +144,8 @@ def evaluate_checkpoint(
     if not model.is_committee:
         result = evaluate_params(config, first.params, split, log=log, placement=placement)
         return named(result, first), model
+    if split == "validation":
+        committee.check_shared_validation(model)
     with precision(config):
         splits = data.load(config, log)
     return evaluate_committee(model, splits, split, placement, matmul_precision), model

@@ -97,7 +97,7 @@ def read_dataset(config: Config, log: Log = print) -> Dataset:
     if dataset == "mnist":
         return mnist.load_mnist(config.data_dir, log=log)
     path = formats.need_path(dataset, data_path)
-    return formats.read(dataset, path, seed=config.seed, kaggle_split=config.kaggle_split)
+    return formats.read(dataset, path, seed=config.split_seed, kaggle_split=config.kaggle_split)
 
 
 def split(config: Config, dataset: Dataset, key: jax.Array) -> Splits:
@@ -119,8 +119,8 @@ def split(config: Config, dataset: Dataset, key: jax.Array) -> Splits:
 
 
 def load(config: Config, log: Log = print) -> Splits:
-    """Read the config's data and split it with the run's data key (`keys.root_keys`)."""
-    splits = split(config, read_dataset(config, log), root_keys(config.seed).data)
+    """Read the config's data and split it with the data key of `config.split_seed`."""
+    splits = split(config, read_dataset(config, log), root_keys(config.split_seed).data)
     if not config.full_batch and config.batch_size > len(splits.train.x):
         raise DataError(
             f"batch_size {config.batch_size} is larger than the "

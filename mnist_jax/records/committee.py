@@ -212,6 +212,32 @@ def check_compatible(members: Sequence[Member]) -> None:
                 )
 
 
+def check_shared_validation(model: Committee) -> None:
+    """Check that every member held out the validation images the first one held out.
+
+    A member's held-out images are drawn by its config's `split_seed` (its `data_seed`, else
+    its seed), `validation_size` and `train_size`. Members that drew other splits have trained
+    on images the first one holds out, and their committee's validation figures would flatter it.
+
+    Raises:
+        DataError: one line naming the first member that differs, and how to share a split.
+    """
+
+    def drawn(config: Config) -> tuple[Any, ...]:
+        return config.split_seed, config.validation_size, config.train_size
+
+    first = model.members[0]
+    for member in model.members[1:]:
+        if drawn(member.config) != drawn(first.config):
+            raise DataError(
+                f"{member.checkpoint} held out other validation images than {first.checkpoint} "
+                f"(split seed {member.config.split_seed} against {first.config.split_seed}): each "
+                "member trained on images another holds out, so the committee's validation "
+                "figures would flatter it; train the members with one data_seed, or evaluate "
+                "another split"
+            )
+
+
 def make(runs: Sequence[str | Path], out: str | Path, rule: str = "mean-probs") -> Committee:
     """Write a committee folder from trained runs; return it as `load` reads it back.
 

@@ -1,10 +1,10 @@
 """Train many models at once: one compiled program, `jax.vmap` over seeds and learning rates.
 
-Every model of a sweep reads the same data split and the same shuffled batch order (both from
-the config's seed); they differ in their initial parameters (drawn from their own seed, as
-`mnist-jax train --seed S` draws them) and their learning rate. Sharing the batches lets XLA
-turn K small matrix products into one K times wider product, which is where the speed-up over
-K separate runs comes from on a CPU.
+Every model of a sweep reads the same data split (drawn by the config's `split_seed`) and the
+same shuffled batch order (from the config's seed); they differ in their initial parameters
+(drawn from their own seed, as `mnist-jax train --seed S` draws them) and their learning rate.
+Sharing the batches lets XLA turn K small matrix products into one K times wider product, which
+is where the speed-up over K separate runs comes from on a CPU.
 
 The learning rate is a traced value: the config's optimiser is built with lr = 1 (its
 schedule's shape) and its updates are scaled by each model's lr, so one program serves them
@@ -239,7 +239,11 @@ class Records:
     def __init__(
         self, config: Config, models: Sequence[tuple[int, float]], out: Path | None, num_train: int
     ):
-        self.configs = [config.replace(seed=seed, lr=lr) for seed, lr in models]
+        # every model trained on the split the sweep's config draws: its folder says which,
+        # so `eval` of one model rebuilds the images it held out, not those of its own seed
+        self.configs = [
+            config.replace(seed=seed, lr=lr, data_seed=config.split_seed) for seed, lr in models
+        ]
         self.writers = [] if out is None else [
             rundir.open_writers(Path(out) / model_folder(seed, lr)) for seed, lr in models
         ]  # fmt: skip
