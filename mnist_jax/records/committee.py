@@ -223,18 +223,23 @@ def check_shared_validation(model: Committee) -> None:
         DataError: one line naming the first member that differs, and how to share a split.
     """
 
-    def drawn(config: Config) -> tuple[Any, ...]:
-        return config.split_seed, config.validation_size, config.train_size
+    def drawn(config: Config) -> dict[str, Any]:
+        return {
+            "split seed": config.split_seed,
+            "validation_size": config.validation_size,
+            "train_size": config.train_size,
+        }
 
-    first = model.members[0]
+    first = drawn(model.members[0].config)
     for member in model.members[1:]:
-        if drawn(member.config) != drawn(first.config):
+        own = drawn(member.config)
+        differ = [f"{key} {own[key]} against {first[key]}" for key in own if own[key] != first[key]]
+        if differ:
             raise DataError(
-                f"{member.checkpoint} held out other validation images than {first.checkpoint} "
-                f"(split seed {member.config.split_seed} against {first.config.split_seed}): each "
-                "member trained on images another holds out, so the committee's validation "
-                "figures would flatter it; train the members with one data_seed, or evaluate "
-                "another split"
+                f"{member.checkpoint} held out other validation images than "
+                f"{model.members[0].checkpoint} ({', '.join(differ)}): each member trained on "
+                "images another holds out, so the committee's validation figures would flatter "
+                "it; train the members with one data_seed, or evaluate another split"
             )
 
 
